@@ -1,0 +1,94 @@
+"""Events fed to a session and the commands it answers with (DESIGN.md, after h11's ``_events.py``).
+
+Why this exists: it is the whole contract between the pure core and the asyncio shell. The shell runs the
+commands of one event in order, awaiting each, before it feeds the next event; a ``Persist`` therefore always
+reaches the store before the ``SendToCharger`` that follows it (the ledger's durability rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .state import ChargerState, Record
+
+# --- events -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """The charger and its upstream link are both open; ``state`` is what the store holds for it."""
+
+    now: float
+    state: ChargerState
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFromCharger:
+    text: str | bytes
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFromCsms:
+    text: str | bytes
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A wake-up the session asked for with :class:`ScheduleWakeup` (or any later moment)."""
+
+    now: float
+
+
+Event = SessionStarted | FrameFromCharger | FrameFromCsms | Tick
+
+# --- commands -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendToCharger:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendToCsms:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Write these records atomically before running the next command."""
+
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleWakeup:
+    """Feed a :class:`Tick` at (or soon after) epoch time ``at``; replaces any earlier request."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCharger:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCsms:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Something an operator may want to see: becomes a log line and a metric in the shell."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Command = SendToCharger | SendToCsms | Persist | ScheduleWakeup | CloseCharger | CloseCsms | Emit

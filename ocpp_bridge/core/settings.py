@@ -1,0 +1,46 @@
+"""The knobs the core obeys, as one frozen value the shell builds from the configuration.
+
+Why this exists: the core may not read files or the environment, but several behaviours are operator choices
+(timeouts, how a 1.6 idTag's 2.0.1 token type is guessed, which mapping tables apply). They arrive here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .devicemodel import KeyTable
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTypeRule:
+    """idTags matching ``pattern`` (full match) get 2.0.1 IdTokenEnumType ``token_type``."""
+
+    pattern: re.Pattern[str]
+    token_type: str
+
+
+# Defaults follow the token formats (2.0.1 §IdTokenEnumType): ISO 14443 UIDs are 4, 7 or 10 bytes, ISO 15693
+# UIDs 8 bytes (hex), eMAIDs follow ISO 15118 (e.g. "NL-TNM-012204-5" without or with dashes). Anything else
+# was made up locally by the charger or its operator.
+DEFAULT_TOKEN_RULES: tuple[TokenTypeRule, ...] = (
+    TokenTypeRule(re.compile(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20}"), "ISO14443"),
+    TokenTypeRule(re.compile(r"[0-9A-Fa-f]{16}"), "ISO15693"),
+    TokenTypeRule(re.compile(r"[A-Za-z]{2}-?[A-Za-z0-9]{3}-?[A-Za-z0-9]{9}(-?[A-Za-z0-9])?"), "eMAID"),
+)
+DEFAULT_TOKEN_TYPE = "Local"
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    call_timeout: float = 20.0  # seconds to wait for an answer from either peer
+    validate_output: bool = True  # check the bridge's own output against the schemas before sending it
+    token_rules: tuple[TokenTypeRule, ...] = DEFAULT_TOKEN_RULES
+    default_token_type: str = DEFAULT_TOKEN_TYPE
+    keys: KeyTable = field(default_factory=KeyTable.empty)
+
+    def token_type(self, id_tag: str) -> str:
+        for rule in self.token_rules:
+            if rule.pattern.fullmatch(id_tag):
+                return rule.token_type
+        return self.default_token_type

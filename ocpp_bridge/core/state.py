@@ -1,0 +1,104 @@
+"""The durable per-charger state: transaction records and the small charger record.
+
+Why this exists: everything the bridge must remember across a restart (or a replica change) about one charger
+fits in two record types, written through the store before the charger is answered. Records are plain data
+with a lossless dict form, so any store (SQLite, Redis) can keep them without knowing their meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+MAX_REMEMBERED_TOKEN_TYPES = 256  # idToken -> type the CSMS used; bounded so a CSMS cannot grow it forever
+
+
+@dataclass(slots=True)
+class TxRecord:
+    """One transaction of one charger: the 1.6 integer id <-> the 2.0.1 transactionId, and its progress.
+
+    Keyed by (identity, local_id): a charger can only ever address its own transactions
+    (SteVe CVE-2026-28230 pattern, security.md test 27).
+    """
+
+    identity: str
+    local_id: int  # the 1.6 transactionId the bridge gave the charger
+    tx_id: str  # the 2.0.1 transactionId the CSMS sees
+    connector_id: int
+    evse_id: int
+    evse_connector_id: int
+    id_token: str
+    id_token_type: str
+    meter_start: int
+    started_at: str
+    start_hash: str  # content hash of the StartTransaction.req, for idempotent retries
+    remote_start_id: int | None = None
+    reservation_id: int | None = None
+    seq_no: int = 0  # the seqNo the next TransactionEvent gets (E01: starts at 0, +1 per event)
+    charging_state: str | None = None
+    ended: bool = False
+    # The latest charger request in this transaction (hash), the TransactionEvent sent for it, and the answer
+    # the charger got: a retry of the same request is answered or re-sent identically, never minted anew.
+    last_hash: str | None = None
+    last_event: dict[str, Any] | None = None
+    last_answer: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def snapshot(self) -> TxRecord:
+        return dataclasses.replace(self)
+
+
+@dataclass(slots=True)
+class ChargerMeta:
+    """Small per-charger facts that are not a transaction."""
+
+    identity: str
+    next_local_id: int = 1  # never reused: a 1.6 transactionId identifies one transaction forever
+    next_event_id: int = 1  # NotifyEvent eventId
+    boot_reason: str | None = None  # BootReasonEnum for the next BootNotification (set by Reset/Trigger)
+    boot_accepted: bool = False
+    reset_on_idle: bool = False  # a 2.0.1 Reset OnIdle is waiting for the last transaction to end (B12)
+    token_types: dict[str, str] = field(default_factory=dict)  # idToken -> type the CSMS used for it
+    remote_starts: list[dict[str, Any]] = field(default_factory=list)  # pending RequestStartTransaction
+    connector_status: dict[str, str] = field(default_factory=dict)  # 1.6 connectorId -> last 1.6 status
+    connector_errors: dict[str, str] = field(default_factory=dict)  # 1.6 connectorId -> active errorCode
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def snapshot(self) -> ChargerMeta:
+        return ChargerMeta.from_dict(self.to_dict())
+
+    def remember_token_type(self, token: str, token_type: str) -> None:
+        self.token_types.pop(token, None)
+        self.token_types[token] = token_type
+        while len(self.token_types) > MAX_REMEMBERED_TOKEN_TYPES:
+            del self.token_types[next(iter(self.token_types))]
+
+
+Record = TxRecord | ChargerMeta
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    """What the store holds for one charger when its session starts."""
+
+    meta: ChargerMeta
+    transactions: tuple[TxRecord, ...] = ()  # open ones plus the most recent closed ones
+
+    @classmethod
+    def empty(cls, identity: str) -> ChargerState:
+        return cls(ChargerMeta(identity))

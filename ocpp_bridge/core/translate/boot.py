@@ -1,0 +1,60 @@
+"""BootNotification and Heartbeat: the station's identity and its clock (2.0.1 B01, G02; 1.6 §4.2, §4.6).
+
+Why this exists: 2.0.1 wants a structured ``chargingStation`` and a boot ``reason`` that 1.6 never sends.
+The bridge knows the reason when it caused the reboot itself (a Reset or TriggerMessage it forwarded) and says
+PowerUp otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..lanes import Outcome
+from . import from_charger
+
+if TYPE_CHECKING:
+    from ..rpc import Call
+    from ..session import TranslatingSession
+
+
+def _station(payload: dict[str, Any]) -> dict[str, Any]:
+    station: dict[str, Any] = {"model": payload["chargePointModel"], "vendorName": payload["chargePointVendor"]}
+    serial = payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber")
+    if serial:
+        station["serialNumber"] = serial
+    if "firmwareVersion" in payload:
+        station["firmwareVersion"] = payload["firmwareVersion"]
+    modem = {name: payload[name] for name in ("iccid", "imsi") if name in payload}
+    if modem:
+        station["modem"] = modem
+    return station
+
+
+@from_charger("BootNotification", note="reason is RemoteReset/ScheduledReset/Triggered when the bridge caused "
+              "the boot, else PowerUp; chargeBoxSerialNumber is the fallback serial")
+def boot_notification(session: TranslatingSession, call: Call) -> None:
+    request = {"chargingStation": _station(call.payload), "reason": session.meta.boot_reason or "PowerUp"}
+
+    def answered(outcome: Outcome) -> None:
+        if not outcome.ok:
+            session.relay_failure(call, outcome, to="charger")
+            return
+        result = outcome.result
+        session.meta.boot_reason = None
+        session.meta.boot_accepted = result["status"] == "Accepted"
+        session.persist(session.meta)
+        session.reply_charger(call, {"status": result["status"], "currentTime": result["currentTime"],
+                                     "interval": result["interval"]})
+
+    session.call_csms("BootNotification", request, answered)
+
+
+@from_charger("Heartbeat", note="forwarded: the CSMS's clock is the charger's time source")
+def heartbeat(session: TranslatingSession, call: Call) -> None:
+    def answered(outcome: Outcome) -> None:
+        if outcome.ok:
+            session.reply_charger(call, {"currentTime": outcome.result["currentTime"]})
+        else:
+            session.relay_failure(call, outcome, to="charger")
+
+    session.call_csms("Heartbeat", {}, answered)
