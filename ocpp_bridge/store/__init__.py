@@ -1,0 +1,39 @@
+"""The one state-store interface, and the factory that picks an implementation from a ``--state`` value.
+
+Why this exists: all durable state (ledger, charger records) goes through :class:`StateStore`, so the embedded
+SQLite default and a shared engine for several replicas are interchangeable behind the same tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..core.state import ChargerState, Record
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; nothing that depended on it may be acknowledged."""
+
+
+class StateStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def load(self, identity: str) -> ChargerState:
+        """The charger record, its open transactions and its most recent closed ones."""
+        ...
+
+    async def apply(self, records: Sequence[Record]) -> None:
+        """Write ``records`` atomically and durably (per the configured durability); raise StoreError if not."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(spec: str, durability: str = "normal") -> StateStore:
+    """A store for a ``--state`` value: a file path (SQLite)."""
+    from .sqlite import SqliteStore
+
+    return SqliteStore(spec, durability)

@@ -1,0 +1,110 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Why this exists: a sidecar needs durable state without another service to run. Each ``apply`` is one
+transaction. ``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
+power loss, at the cost of an fsync per commit (SQLite docs, "WAL mode"). Records are stored as JSON next to
+the columns the lookups need, so the schema does not change whenever a record gains a field.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from ..core.ledger import KEEP_CLOSED
+from ..core.state import ChargerMeta, ChargerState, Record, TxRecord
+from . import StoreError
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS charger (identity TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tx (
+    identity TEXT NOT NULL,
+    local_id INTEGER NOT NULL,
+    tx_id TEXT NOT NULL,
+    ended INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (identity, local_id)
+);
+CREATE INDEX IF NOT EXISTS tx_by_state ON tx (identity, ended, local_id);
+CREATE UNIQUE INDEX IF NOT EXISTS tx_by_uuid ON tx (identity, tx_id);
+"""
+_DURABILITY: Final = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, durability: str = "normal") -> None:
+        if durability not in _DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(_DURABILITY)}, not {durability!r}")
+        self.path = Path(path)
+        self.durability = durability
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def load(self, identity: str) -> ChargerState:
+        try:
+            row = self.db.execute("SELECT data FROM charger WHERE identity = ?", (identity,)).fetchone()
+            open_rows = self.db.execute(
+                "SELECT data FROM tx WHERE identity = ? AND ended = 0", (identity,)).fetchall()
+            closed_rows = self.db.execute(
+                "SELECT data FROM tx WHERE identity = ? AND ended = 1 ORDER BY local_id DESC LIMIT ?",
+                (identity, KEEP_CLOSED)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read state of {identity}: {exc}") from exc
+        meta = ChargerMeta.from_dict(orjson.loads(row[0])) if row else ChargerMeta(identity)
+        records = tuple(TxRecord.from_dict(orjson.loads(r[0])) for r in (*open_rows, *closed_rows))
+        return ChargerState(meta, records)
+
+    async def apply(self, records: Sequence[Record]) -> None:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for record in records:
+                data = orjson.dumps(record.to_dict())
+                if isinstance(record, TxRecord):
+                    db.execute(
+                        "INSERT INTO tx (identity, local_id, tx_id, ended, data) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (identity, local_id) DO UPDATE SET ended = excluded.ended, data = excluded.data",
+                        (record.identity, record.local_id, record.tx_id, int(record.ended), data))
+                else:
+                    db.execute("INSERT INTO charger (identity, data) VALUES (?, ?) "
+                               "ON CONFLICT (identity) DO UPDATE SET data = excluded.data", (record.identity, data))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"cannot write state: {exc}") from exc
+
+    async def ping(self) -> bool:
+        try:
+            self.db.execute("SELECT 1").fetchone()
+        except (sqlite3.Error, StoreError):
+            return False
+        return True
+
+    async def count_transactions(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM tx").fetchone()[0])
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
