@@ -8,6 +8,7 @@ everywhere.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -105,7 +106,7 @@ def _number(text: str) -> int | float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
+    return value if math.isfinite(value) else None
 
 
 def sampled_value(session: TranslatingSession, sample: dict[str, Any]) -> dict[str, Any] | None:

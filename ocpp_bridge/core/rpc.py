@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -181,7 +182,8 @@ def parse(text: str | bytes, version: Version) -> Frame:
     allowed = _TYPES_21 if version is Version.V21 else _TYPES_CLASSIC
     if type_id not in allowed:
         raise UnknownMessageType(type_id, unique_id)
-    return _BUILDERS[type_id](message, unique_id)
+    builder: Callable[[list[Any], str], Frame] = _BUILDERS[type_id]
+    return builder(message, unique_id)
 
 
 def _payload(value: object, unique_id: str) -> dict[str, Any]:

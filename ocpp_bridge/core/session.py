@@ -84,7 +84,7 @@ class TranslatingSession:
         if self._charger_calls.pop(call.unique_id, None) is None:
             return  # already answered (e.g. failed by a timeout); never answer twice
         if self._output_invalid(Version.V16, call.action, payload, response=True):
-            self._send_charger(rpc.CallError(call.unique_id, ErrorCode.INTERNAL_ERROR, "bridge produced an invalid answer"))
+            self._send_charger(CallError(call.unique_id, ErrorCode.INTERNAL_ERROR, "bridge produced an invalid answer"))
             return
         self._send_charger(CallResult(call.unique_id, payload))
 

@@ -7,7 +7,6 @@ same HTTP status (401/403/404); a CSMS that cannot be reached becomes 503, a bro
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import quote
@@ -49,5 +48,5 @@ async def open_upstream(base: str, identity: str, protocols: Sequence[str], auth
         raise HandshakeRefused(502, f"CSMS answered the upgrade with HTTP {status}") from None
     except InvalidHandshake as exc:
         raise HandshakeRefused(502, f"CSMS handshake failed: {exc}") from None
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise HandshakeRefused(503, f"CSMS unreachable: {type(exc).__name__}") from None
