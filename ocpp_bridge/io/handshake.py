@@ -29,7 +29,7 @@ class HandshakeRefused(Exception):
 
 def identity_from_path(path: str) -> str:
     """The charger identity: the last path segment, percent-decoded and validated."""
-    raw = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    raw = path.split("?", 1)[0].rsplit("/", 1)[-1]  # URL = endpoint + "/" + identity (Part 4 §3.1.1)
     try:
         identity = unquote(raw, errors="strict")
     except UnicodeDecodeError:

@@ -1,0 +1,90 @@
+"""The SQLite store: records round-trip, writes are atomic, identities never mix, failures raise StoreError."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ocpp_bridge.core.state import ChargerMeta, TxRecord
+from ocpp_bridge.store import StoreError
+from ocpp_bridge.store.sqlite import SqliteStore
+
+
+def tx(identity: str, local_id: int, ended: bool = False) -> TxRecord:
+    return TxRecord(identity=identity, local_id=local_id, tx_id=f"{identity}-{local_id}", connector_id=1, evse_id=1,
+                    evse_connector_id=1, id_token="AABBCCDD", id_token_type="ISO14443", meter_start=10,
+                    started_at="2024-01-01T00:00:00.000Z", start_hash=f"h{local_id}", ended=ended, seq_no=3)
+
+
+async def test_round_trip_and_isolation(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    meta = ChargerMeta("A", next_local_id=4, token_types={"T": "Central"})
+    await store.apply([meta, tx("A", 1), tx("A", 2, ended=True), tx("B", 1)])
+    state = await store.load("A")
+    assert state.meta == meta
+    assert {(r.identity, r.local_id, r.ended) for r in state.transactions} == {("A", 1, False), ("A", 2, True)}
+    assert (await store.load("nobody")).meta == ChargerMeta("nobody")
+    await store.close()
+    reopened = SqliteStore(tmp_path / "s.db")
+    await reopened.open()
+    assert (await reopened.load("B")).transactions[0].tx_id == "B-1"
+    await reopened.close()
+
+
+async def test_updates_replace_and_closed_history_is_bounded(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    await store.apply([tx("A", n, ended=True) for n in range(1, 21)] + [tx("A", 21)])
+    record = tx("A", 21)
+    record.seq_no = 9
+    await store.apply([record])
+    state = await store.load("A")
+    open_ones = [r for r in state.transactions if not r.ended]
+    assert [r.seq_no for r in open_ones] == [9]
+    assert len(state.transactions) == 1 + 8  # open + the most recent closed ones
+    assert max(r.local_id for r in state.transactions if r.ended) == 20
+    await store.close()
+
+
+async def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    duplicate_uuid = tx("A", 2)
+    duplicate_uuid.tx_id = "A-1"  # violates the (identity, tx_id) uniqueness
+    with pytest.raises(StoreError):
+        await store.apply([ChargerMeta("A", next_local_id=3), tx("A", 1), duplicate_uuid])
+    state = await store.load("A")
+    assert state.transactions == () and state.meta.next_local_id == 1
+    await store.close()
+
+
+async def test_refused_write_raises_store_error_and_recovers(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    store.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses every write from now on
+    with pytest.raises(StoreError, match="cannot write state"):
+        await store.apply([ChargerMeta("A", next_local_id=7)])
+    assert not store.db.in_transaction
+    store.db.execute("PRAGMA query_only = OFF")  # the condition clears: the same store works again
+    await store.apply([ChargerMeta("A", next_local_id=7)])
+    assert (await store.load("A")).meta.next_local_id == 7
+    await store.close()
+
+
+def test_unknown_durability_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="durability"):
+        SqliteStore(tmp_path / "s.db", "sometimes")
+
+
+async def test_wal_and_synchronous_level(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db", "full")
+    await store.open()
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert await store.ping()
+    await store.close()
+    assert not await store.ping()
+    assert isinstance(sqlite3.sqlite_version, str)
