@@ -64,10 +64,27 @@ def from_csms(action: str, handling: Handling = Handling.TRANSLATED, becomes: tu
 from . import (  # noqa: E402
     authorize,
     boot,
+    config,
     datatransfer,
+    firmware,
+    remote,
     status,
     transactions,
 )
 
-__all__ = ["CHARGER_ROUTES", "CSMS_ROUTES", "Handling", "Route", "from_charger", "from_csms",
-           "authorize", "boot", "datatransfer", "status", "transactions"]
+__all__ = [
+    "CHARGER_ROUTES",
+    "CSMS_ROUTES",
+    "Handling",
+    "Route",
+    "authorize",
+    "boot",
+    "config",
+    "datatransfer",
+    "firmware",
+    "from_charger",
+    "from_csms",
+    "remote",
+    "status",
+    "transactions",
+]
