@@ -95,13 +95,20 @@ def connector_of(evse_id: int, connector_id: int | None = None) -> int | None:
 _UNITS: Final = {"Celcius": "Celsius", "Hertz": "Hz"}
 # 1.6 measurands with no 2.0.1/2.1 MeasurandEnumType value (mapping reference §3.5).
 UNMAPPED_MEASURANDS: Final = frozenset({"Temperature", "RPM"})
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**64 - 1
 
 
 def _number(text: str) -> int | float | None:
     try:
-        return int(text)
+        whole = int(text)
     except ValueError:
         pass
+    else:
+        # orjson writes integers of at most 64 bits; a longer one would fail when the frame is serialized
+        # (after its seqNo was spent and with the CSMS lane left busy), so it travels as a float instead.
+        if _MIN_INT <= whole <= _MAX_INT:
+            return whole
     try:
         value = float(text)
     except ValueError:

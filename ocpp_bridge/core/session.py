@@ -273,16 +273,37 @@ class TranslatingSession:
         return Pending(self.new_id(), action, payload, then, origin=self._origin)
 
     def _send_csms_call(self, pending: Pending) -> None:
-        self._send_csms(Call(pending.unique_id, pending.action, pending.payload))
+        self._send_call(pending, self._send_csms)
 
     def _send_charger_call(self, pending: Pending) -> None:
-        self._send_charger(Call(pending.unique_id, pending.action, pending.payload))
+        self._send_call(pending, self._send_charger)
+
+    def _send_call(self, pending: Pending, send: Callable[[rpc.Frame], None]) -> None:
+        # A lane sends queued calls outside any handler (after the previous answer), so a payload that cannot
+        # be serialized must not raise here: the call expires at the next Tick and its continuation runs then.
+        try:
+            send(Call(pending.unique_id, pending.action, pending.payload))
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+            self.emit("bug", detail=f"cannot serialize {pending.action}: {exc}"[:300])
+            pending.deadline = self.now
 
     def _send_charger(self, frame: rpc.Frame) -> None:
-        self._out.append(SendToCharger(rpc.serialize(frame, Version.V16)))
+        self._out.append(SendToCharger(self._serialize(frame, Version.V16)))
 
     def _send_csms(self, frame: rpc.Frame) -> None:
-        self._out.append(SendToCsms(rpc.serialize(frame, self.upstream)))
+        self._out.append(SendToCsms(self._serialize(frame, self.upstream)))
+
+    def _serialize(self, frame: rpc.Frame, version: Version) -> str:
+        """An answer is always sent: one that cannot be encoded (an integer over 64 bits, nesting deeper than
+        the encoder allows) becomes an InternalError for the same call. A CALL raises to :meth:`_send_call`."""
+        try:
+            return rpc.serialize(frame, version)
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+            if isinstance(frame, Call | rpc.Send):
+                raise
+            self.emit("bug", detail=f"cannot serialize an answer: {exc}"[:300])
+            return rpc.serialize(CallError(frame.unique_id, ErrorCode.INTERNAL_ERROR,
+                                           "the bridge produced an answer it cannot encode"), version)
 
     def _schedule(self) -> None:
         deadlines = [d for d in (self.to_csms.deadline(), self.to_charger.deadline()) if d is not None]

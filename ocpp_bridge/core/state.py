@@ -43,6 +43,9 @@ class TxRecord:
     last_hash: str | None = None
     last_event: dict[str, Any] | None = None
     last_answer: dict[str, Any] | None = None
+    # The StartTransaction.conf once given: a start repeated after later messages of the transaction (which
+    # replaced last_*) is answered with it, never taken for a new transaction.
+    start_answer: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

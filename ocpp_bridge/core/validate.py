@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import fastjsonschema
@@ -36,6 +38,25 @@ _RULE_CODES: Final = {
     "type": ErrorCode.TYPE_CONSTRAINT_VIOLATION,
     "additionalProperties": ErrorCode.FORMAT_VIOLATION,
 }
+
+
+# RFC 3339 date-time (OCPP-J: all dateTime fields). The shape is checked here and the value by datetime, so a
+# timestamp the schema accepts is one the bridge can convert (convert.timestamp): fastjsonschema's own regex lets
+# through leap seconds, year 0 and instants that overflow when moved to UTC, which then broke the handler.
+_DATE_TIME: Final = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:?\d\d)")
+
+
+def _date_time(value: str) -> bool:
+    if not _DATE_TIME.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+_FORMATS: Final = {"date-time": _date_time}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +98,7 @@ def _validator(version: Version, action: str, response: bool) -> Validator | Non
     schema = orjson.loads(source)
     schema.pop("$id", None)  # urn ids confuse $ref resolution and are not needed: all refs are local
     # use_default=False: validation must never change a payload (fastjsonschema fills defaults otherwise)
-    return fastjsonschema.compile(schema, use_default=False)  # type: ignore[no-any-return]
+    return fastjsonschema.compile(schema, use_default=False, formats=_FORMATS)
 
 
 def knows(version: Version, action: str) -> bool:

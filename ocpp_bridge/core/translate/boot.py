@@ -43,8 +43,9 @@ def boot_notification(session: TranslatingSession, call: Call) -> None:
         session.meta.boot_reason = None
         session.meta.boot_accepted = result["status"] == "Accepted"
         session.persist(session.meta)
+        # 2.x schemas are draft-06, where 300.0 is an integer; the 1.6 (draft-04) schema and chargers want 300
         session.reply_charger(call, {"status": result["status"], "currentTime": result["currentTime"],
-                                     "interval": result["interval"]})
+                                     "interval": int(result["interval"])})
 
     session.call_csms("BootNotification", request, answered)
 

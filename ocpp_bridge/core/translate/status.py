@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..convert import timestamp_or
 from ..lanes import Outcome, Step, sequence
 from . import from_charger
-from .transactions import CHARGING_STATE, send_event
+from .transactions import CHARGING_STATE, refused_connector, send_event
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -102,6 +102,8 @@ def _error_events(session: TranslatingSession, payload: dict[str, Any], stamp: s
                    "also yields TransactionEvent Updated (ChargingStateChanged); errorCode -> NotifyEvent Problem "
                    "on the failing component; connectorId 0 -> NotifyEvent ChargingStation.AvailabilityState")
 def status_notification(session: TranslatingSession, call: Call) -> None:
+    if refused_connector(session, call, 0):
+        return
     payload = call.payload
     connector = payload["connectorId"]
     stamp = timestamp_or(payload.get("timestamp"), session.now)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..convert import id_tag_info, id_token, meter_values, register_sample, timestamp
-from ..ledger import Ledger, content_hash
 from ..lanes import Outcome
+from ..ledger import Ledger, content_hash
 from ..rpc import ErrorCode
 from ..state import TxRecord
 from . import from_charger
@@ -92,6 +92,16 @@ def _retry(session: TranslatingSession, call: Call, tx: TxRecord, request_hash: 
     return True
 
 
+def refused_connector(session: TranslatingSession, call: Call, lowest: int) -> bool:
+    """Refuse a connectorId below ``lowest``. 1.6 field definitions: StartTransaction.req connectorId > 0,
+    MeterValues/StatusNotification connectorId >= 0 (0 = main controller). The 1.6 schemas do not say so, and a
+    negative id would become an EVSE id the 2.1 schemas (minimum 0) and real CSMSs refuse."""
+    if call.payload["connectorId"] >= lowest:
+        return False
+    session.fail_charger(call, ErrorCode.PROPERTY_CONSTRAINT_VIOLATION, f"connectorId must be >= {lowest}")
+    return True
+
+
 def _record_answer(session: TranslatingSession, tx: TxRecord, call: Call, answer: dict[str, Any]) -> None:
     tx.last_answer = answer
     session.persist(tx)
@@ -112,6 +122,8 @@ def _take_remote_start(session: TranslatingSession, connector_id: int, id_tag: s
                    "persists them before answering; triggerReason RemoteStart with remoteStartId after a "
                    "RequestStartTransaction, else Authorized")
 def start_transaction(session: TranslatingSession, call: Call) -> None:
+    if refused_connector(session, call, 1):
+        return
     payload = call.payload
     request_hash = content_hash(call.action, payload)
     tx = session.ledger.by_start_hash(request_hash)
@@ -128,9 +140,14 @@ def start_transaction(session: TranslatingSession, call: Call) -> None:
             tag_info = {"status": "Accepted"}  # the CSMS itself asked for this start with this token
         else:  # a CSMS that omits idTokenInfo; never invent an acceptance it did not give
             tag_info = session.auth_decisions.get(tx.id_token, {"status": "Invalid"})
-        _record_answer(session, tx, call, {"transactionId": tx.local_id, "idTagInfo": tag_info})
+        tx.start_answer = {"transactionId": tx.local_id, "idTagInfo": tag_info}
+        _record_answer(session, tx, call, tx.start_answer)
 
     if tx is not None and _retry(session, call, tx, request_hash, answered):
+        return
+    if tx is not None and tx.start_answer is not None:  # a repeat that arrives after later messages of its tx
+        session.emit("transaction.retry_answered", action=call.action, transaction_id=tx.tx_id)
+        session.reply_charger(call, tx.start_answer)
         return
     connector_id = payload["connectorId"]
     started_at = timestamp(payload["timestamp"])
@@ -138,13 +155,17 @@ def start_transaction(session: TranslatingSession, call: Call) -> None:
     remote = _take_remote_start(session, connector_id, payload["idTag"])
     status = session.meta.connector_status.get(str(connector_id), "Preparing")
     state = CHARGING_STATE.get(status) if status in ("Charging", "SuspendedEV", "SuspendedEVSE") else "EVConnected"
+    reservation_id = payload.get("reservationId")
+    if reservation_id is not None and reservation_id < 0:  # no CSMS issued it (2.1: minimum 0): keep the start
+        session.emit("transaction.bad_reservation", reservation_id=reservation_id)
+        reservation_id = None
     tx = session.ledger.begin(
         session.meta, session.new_id(),
         connector_id=connector_id, evse_id=connector_id, evse_connector_id=1,
         id_token=payload["idTag"], id_token_type=token["type"], meter_start=payload["meterStart"],
         started_at=started_at, start_hash=request_hash,
         remote_start_id=remote["remoteStartId"] if remote else None,
-        reservation_id=payload.get("reservationId"), charging_state=state,
+        reservation_id=reservation_id, charging_state=state,
     )
     event: dict[str, Any] = {
         "eventType": "Started",
@@ -166,6 +187,8 @@ def start_transaction(session: TranslatingSession, call: Call) -> None:
               note="in a transaction: TransactionEvent Updated (triggerReason from the reading context); outside: "
                    "MeterValues. Temperature/RPM have no 2.0.1 measurand: dropped with a meter.unmapped event")
 def meter_values_(session: TranslatingSession, call: Call) -> None:
+    if refused_connector(session, call, 0):
+        return
     payload = call.payload
     connector_id = payload["connectorId"]
     local_id = payload.get("transactionId")
