@@ -72,6 +72,8 @@ class Bridge:
             max_size=MAX_FRAME,
             compression=None,
             server_header=None,
+            # the charger's handshake waits for the upstream one: give it that long and a margin
+            open_timeout=self.settings.open_timeout + 5,
         )
         telemetry.event("bridge.listening", listen=f"{host}:{self.port}", upstream=self.settings.upstream)
 
