@@ -23,7 +23,9 @@ MAX_FRAME: Final = 1 << 20  # issue 5 makes this configurable; 1 MiB is far abov
 
 
 def upstream_url(base: str, identity: str) -> str:
-    return f"{base}/{quote(identity, safe='')}"
+    # Identity characters that are legal in a URL path stay literal, as the charger would send them to the CSMS
+    # directly (RFC 3986 §2.2: percent-encoding a reserved character makes a different URI); ' ' and '|' are encoded.
+    return f"{base}/{quote(identity, safe='*=+@')}"
 
 
 async def open_upstream(base: str, identity: str, protocols: Sequence[str], authorization: str | None,

@@ -1,0 +1,466 @@
+"""The independent peers the bridge is tested against: a CSMS and 1.6 / 2.x chargers built on the ``ocpp`` package.
+
+Why this exists: the bridge must be judged by somebody else's implementation of OCPP. Both peers are the
+mobilityhouse ``ocpp`` ChargePoint classes with schema validation on (the default), so every frame the bridge
+sends them is checked against the official schemas by code that is not ours. Each peer RECORDS the calls it
+receives (camelCase payloads, exactly as on the wire) and every CALLERROR it had to send back, so a test can
+assert what the other side saw, and a peer that had to reject a frame fails the test at teardown.
+
+Answers are configurable per action (``peer.answer("Authorize", {...})`` or a callable of the request payload);
+payloads are written as on the wire (camelCase).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import websockets
+from ocpp import v16, v21, v201
+from ocpp.charge_point import camel_to_snake_case
+from ocpp.routing import on
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+TIMEOUT = 5.0  # seconds any single await in these tests may take; generous for a loaded CI machine
+
+Answer = dict[str, Any] | Callable[[dict[str, Any]], Any]  # a payload, or payload -> (awaitable) payload
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def within(awaitable: Any, timeout: float = TIMEOUT) -> Any:
+    """Every await in these tests has a deadline: a hung bridge fails a test, it never hangs the suite."""
+    return await asyncio.wait_for(awaitable, timeout)
+
+
+# --- recording ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    action: str
+    payload: dict[str, Any]
+    unique_id: str
+
+
+class Inbox:
+    """An append-only log of what a peer received, with an awaitable 'until this shows up'."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._changed = asyncio.Event()
+
+    def add(self, item: Any) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def until(self, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+        async def poll() -> Any:
+            while True:
+                result = check()
+                if result:
+                    return result
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(poll(), timeout)
+
+
+class RecordingPeer:
+    """Mixin for an ``ocpp`` ChargePoint: records calls and CALLERRORs, answers from a per-action table."""
+
+    DEFAULTS: dict[str, Answer] = {}
+    inbox: Inbox
+    answers: dict[str, Answer]
+    errors_sent: list[list[Any]]
+    raw_received: list[str]
+    raw_sent: list[str]
+    _current: list[Any] | None
+
+    def _init_recording(self) -> None:
+        self.inbox = Inbox()
+        self.answers = {}
+        self.errors_sent = []
+        self.raw_received = []
+        self.raw_sent = []
+        self._current = None
+
+    # ``ocpp`` routes one message at a time, so the CALL being handled is known while its handler runs.
+    async def route_message(self, raw_msg: str) -> None:
+        self.raw_received.append(raw_msg)
+        try:
+            message = json.loads(raw_msg)
+        except ValueError:
+            message = None
+        self._current = message if isinstance(message, list) and message and message[0] == 2 else None
+        try:
+            await super().route_message(raw_msg)  # type: ignore[misc]
+        finally:
+            self._current = None
+
+    async def _send(self, message: str) -> None:
+        self.raw_sent.append(message)
+        if message.startswith("[4"):
+            self.errors_sent.append(json.loads(message))
+        await super()._send(message)  # type: ignore[misc]
+
+    def answer(self, action: str, answer: Answer) -> None:
+        self.answers[action] = answer
+
+    async def _respond(self, action: str) -> Any:
+        assert self._current is not None and self._current[2] == action
+        payload = self._current[3]
+        self.inbox.add(Received(action, payload, self._current[1]))
+        answer = self.answers.get(action, self.DEFAULTS.get(action, {}))
+        body = answer(payload) if callable(answer) else answer
+        if inspect.isawaitable(body):  # an answer may take its time (a slow peer)
+            body = await body
+        result_class = getattr(self._call_result, action)  # type: ignore[attr-defined]
+        return result_class(**{_snake(key): value for key, value in body.items()})
+
+    # --- what the tests read -----------------------------------------------------------------------
+
+    def received(self, action: str | None = None) -> list[dict[str, Any]]:
+        return [r.payload for r in self.inbox.items if action is None or r.action == action]
+
+    def actions(self) -> list[str]:
+        return [r.action for r in self.inbox.items]
+
+    async def expect(self, action: str, where: Callable[[dict[str, Any]], bool] = lambda p: True,
+                     timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The first request ``action`` satisfying ``where`` (waits for it)."""
+        def find() -> Received | None:  # the record, not its payload: an empty payload {} is falsy
+            return next((r for r in self.inbox.items if r.action == action and where(r.payload)), None)
+
+        found: Received = await self.inbox.until(find, timeout)
+        return found.payload
+
+
+def _snake(key: str) -> str:
+    return next(iter(camel_to_snake_case({key: None})))
+
+
+def _handlers(actions: list[str]) -> dict[str, Any]:
+    """``@on(action)`` methods that record the request and answer from the table."""
+    methods: dict[str, Any] = {}
+    for action in actions:
+        async def handle(self: RecordingPeer, _action: str = action, **_: Any) -> Any:
+            return await self._respond(_action)
+
+        name = f"on_{_snake(action)}"
+        handle.__name__ = name
+        methods[name] = on(action)(handle)
+    return methods
+
+
+# --- the CSMS ----------------------------------------------------------------------------------------------
+
+
+def _transaction_event_answer(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in payload else {}
+
+
+CSMS_DEFAULTS: dict[str, Answer] = {
+    "BootNotification": lambda p: {"currentTime": now(), "interval": 300, "status": "Accepted"},
+    "Heartbeat": lambda p: {"currentTime": now()},
+    "StatusNotification": {},
+    "Authorize": {"idTokenInfo": {"status": "Accepted"}},
+    "TransactionEvent": _transaction_event_answer,
+    "MeterValues": {},
+    "NotifyEvent": {},
+    "NotifyReport": {},
+    "DataTransfer": {"status": "Accepted"},
+    "FirmwareStatusNotification": {},
+    "LogStatusNotification": {},
+    "SecurityEventNotification": {},
+    "SignCertificate": {"status": "Accepted"},
+    "ReservationStatusUpdate": {},
+    "NotifyChargingLimit": {},
+    "ClearedChargingLimit": {},
+    "ReportChargingProfiles": {},
+    "NotifyMonitoringReport": {},
+    "NotifyCustomerInformation": {},
+    "NotifyDisplayMessages": {},
+}
+_CSMS_ACTIONS = list(CSMS_DEFAULTS)
+
+
+class _CsmsMixin(RecordingPeer):
+    DEFAULTS = CSMS_DEFAULTS
+
+
+CsmsStation201 = type("CsmsStation201", (_CsmsMixin, v201.ChargePoint), _handlers(_CSMS_ACTIONS))
+CsmsStation21 = type("CsmsStation21", (_CsmsMixin, v21.ChargePoint), _handlers(_CSMS_ACTIONS))
+
+
+@dataclass
+class Handshake:
+    """One upgrade request the CSMS received (whether it accepted it or not)."""
+
+    path: str
+    identity: str
+    headers: dict[str, str]
+    subprotocols: list[str]
+
+
+@dataclass
+class Csms:
+    """A CSMS on 127.0.0.1:port speaking 2.0.1 and/or 2.1 through ``ocpp``'s ChargePoint, one per station."""
+
+    port: int
+    subprotocols: list[str] = field(default_factory=lambda: ["ocpp2.0.1"])
+    known_ids: set[str] | None = None  # None: every identity is known; else others get HTTP 404
+    gate: Callable[[Handshake], int | None] | None = None  # an HTTP status refusing the upgrade, or None
+    errors_allowed: bool = False  # a test that makes the CSMS answer with CALLERRORs on purpose sets this
+    hold: asyncio.Event | None = None  # when given, every upgrade waits for it (a slow CSMS)
+    handshakes: list[Handshake] = field(default_factory=list)
+    stations: dict[str, RecordingPeer] = field(default_factory=dict)  # the latest connection of each identity
+    history: list[RecordingPeer] = field(default_factory=list)  # every station connection, in order
+    connections: dict[str, ServerConnection] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)  # applied to every station, present and future
+    server: Server | None = None
+    _arrivals: Inbox = field(default_factory=Inbox)
+
+    async def start(self) -> Csms:
+        self.server = await serve(self._handle, "127.0.0.1", self.port, subprotocols=self.subprotocols,
+                                  process_request=self._process_request)
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await within(self.server.wait_closed())
+
+    def answer(self, action: str, answer: Answer) -> None:
+        self.answers[action] = answer
+        for station in self.stations.values():
+            station.answer(action, answer)
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        identity = request.path.rstrip("/").rsplit("/", 1)[-1]
+        offered = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")]
+        self.handshakes.append(Handshake(request.path, identity, dict(request.headers.raw_items()), offered))
+        self._arrivals.add(None)
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.known_ids is not None and identity not in self.known_ids:
+            return connection.respond(404, "unknown charging station\n")
+        refusal = self.gate(self.handshakes[-1]) if self.gate is not None else None
+        return connection.respond(refusal, "refused\n") if refusal is not None else None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]  # type: ignore[union-attr]
+        station_class = CsmsStation21 if connection.subprotocol == "ocpp2.1" else CsmsStation201
+        station = station_class(identity, connection, response_timeout=TIMEOUT)
+        station._init_recording()
+        for action, answer in self.answers.items():
+            station.answer(action, answer)
+        self.stations[identity] = station
+        self.history.append(station)
+        self.connections[identity] = connection
+        self._arrivals.add(identity)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await station.start()
+
+    async def handshake_of(self, identity: str, timeout: float = TIMEOUT) -> Handshake:
+        """The upgrade request of ``identity`` once it has arrived (it may still be held)."""
+        def find() -> Handshake | None:
+            return next((h for h in self.handshakes if h.identity == identity), None)
+
+        return await self._arrivals.until(find, timeout)  # type: ignore[no-any-return]
+
+    async def station(self, identity: str, timeout: float = TIMEOUT) -> Any:
+        """The CSMS-side ChargePoint of ``identity`` once its upstream connection is open."""
+        await self._arrivals.until(lambda: identity in self.stations, timeout)
+        return self.stations[identity]
+
+    def received(self, identity: str, action: str | None = None) -> list[dict[str, Any]]:
+        """What every connection of ``identity`` received, in order (survives reconnects)."""
+        return [p for station in self.history if station.id == identity for p in station.received(action)]
+
+    def errors_sent(self) -> list[list[Any]]:
+        return [error for station in self.history for error in station.errors_sent]
+
+    def identities(self) -> list[str]:
+        """Every identity the CSMS saw an upgrade request for, in order."""
+        return [h.identity for h in self.handshakes]
+
+
+# --- the chargers ------------------------------------------------------------------------------------------
+
+
+class _ChargerMixin(RecordingPeer):
+    """A charger's answers to the CSMS's calls, with a small 1.6 configuration store behind Get/ChangeConfiguration."""
+
+    config: dict[str, tuple[str, bool]]  # key -> (value, readonly)
+
+    def _get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
+        keys = payload.get("key") or list(self.config)
+        known = [{"key": k, "readonly": self.config[k][1], "value": self.config[k][0]} for k in keys
+                 if k in self.config]
+        unknown = [k for k in keys if k not in self.config]
+        return {"configurationKey": known, **({"unknownKey": unknown} if unknown else {})}
+
+    def _change_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
+        key, value = payload["key"], payload["value"]
+        if key not in self.config:
+            return {"status": "NotSupported"}
+        if self.config[key][1]:
+            return {"status": "Rejected"}
+        self.config[key] = (value, False)
+        return {"status": "Accepted"}
+
+
+DEFAULT_16_CONFIG: dict[str, tuple[str, bool]] = {
+    "HeartbeatInterval": ("300", False),
+    "MeterValueSampleInterval": ("60", False),
+    "ConnectionTimeOut": ("90", False),
+    "NumberOfConnectors": ("2", True),
+    "AuthorizeRemoteTxRequests": ("false", False),
+    "LocalAuthorizeOffline": ("true", False),
+    "MeterValuesSampledData": ("Energy.Active.Import.Register", False),
+    "StopTransactionOnInvalidId": ("true", False),
+    "SupportedFeatureProfiles": ("Core,FirmwareManagement,LocalAuthListManagement,Reservation,"
+                                 "SmartCharging,RemoteTrigger", True),
+}
+
+CHARGER16_DEFAULTS: dict[str, Answer] = {
+    "RemoteStartTransaction": {"status": "Accepted"},
+    "RemoteStopTransaction": {"status": "Accepted"},
+    "Reset": {"status": "Accepted"},
+    "ChangeAvailability": {"status": "Accepted"},
+    "UnlockConnector": {"status": "Unlocked"},
+    "TriggerMessage": {"status": "Accepted"},
+    "ClearCache": {"status": "Accepted"},
+    "DataTransfer": {"status": "Accepted"},
+    "GetConfiguration": lambda p: {},  # replaced per instance by the configuration store
+    "ChangeConfiguration": lambda p: {},
+    "GetLocalListVersion": {"listVersion": 1},
+    "SendLocalList": {"status": "Accepted"},
+    "ReserveNow": {"status": "Accepted"},
+    "CancelReservation": {"status": "Accepted"},
+    "SetChargingProfile": {"status": "Accepted"},
+    "ClearChargingProfile": {"status": "Accepted"},
+    "GetCompositeSchedule": {"status": "Rejected"},
+    "GetDiagnostics": {},
+    "UpdateFirmware": {},
+    "ExtendedTriggerMessage": {"status": "Accepted"},
+    "CertificateSigned": {"status": "Accepted"},
+    "InstallCertificate": {"status": "Accepted"},
+    "DeleteCertificate": {"status": "Accepted"},
+    "GetInstalledCertificateIds": {"status": "NotFound"},
+    "GetLog": {"status": "Rejected"},
+    "SignedUpdateFirmware": {"status": "Accepted"},
+}
+
+
+class _Charger16Mixin(_ChargerMixin):
+    DEFAULTS = CHARGER16_DEFAULTS
+
+
+Charger16 = type("Charger16", (_Charger16Mixin, v16.ChargePoint), _handlers(list(CHARGER16_DEFAULTS)))
+
+_CHARGER2X_DEFAULTS: dict[str, Answer] = {
+    "Reset": {"status": "Accepted"},
+    "ClearCache": {"status": "Accepted"},
+    "TriggerMessage": {"status": "Accepted"},
+    "DataTransfer": {"status": "Accepted"},
+    "GetVariables": lambda p: {"getVariableResult": [
+        {"attributeStatus": "UnknownVariable", "component": d["component"], "variable": d["variable"]}
+        for d in p["getVariableData"]]},
+}
+
+
+class _Charger2xMixin(RecordingPeer):
+    DEFAULTS = _CHARGER2X_DEFAULTS
+
+
+Charger201 = type("Charger201", (_Charger2xMixin, v201.ChargePoint), _handlers(list(_CHARGER2X_DEFAULTS)))
+Charger21 = type("Charger21", (_Charger2xMixin, v21.ChargePoint), _handlers(list(_CHARGER2X_DEFAULTS)))
+_CHARGER_CLASSES = {"ocpp1.6": Charger16, "ocpp2.0.1": Charger201, "ocpp2.1": Charger21}
+
+
+@dataclass
+class ChargerLink:
+    """A connected charger: its ``ocpp`` ChargePoint, its socket and the task reading that socket."""
+
+    cp: Any
+    ws: ClientConnection
+    task: asyncio.Task[None]
+
+    async def call(self, payload: Any, timeout: float = TIMEOUT) -> Any:
+        """A CALL from the charger; a CALLERROR raises (never silently None)."""
+        return await within(self.cp.call(payload, suppress=False), timeout)
+
+    async def closed(self, timeout: float = TIMEOUT) -> int | None:
+        """Wait for the bridge to close this socket; the close code the charger received."""
+        await within(self.ws.wait_closed(), timeout)
+        return self.ws.close_code
+
+
+async def _read_forever(cp: Any) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await cp.start()
+
+
+@contextlib.asynccontextmanager
+async def charger(url: str, identity: str, protocol: str = "ocpp1.6", headers: dict[str, str] | None = None,
+                  config: dict[str, tuple[str, bool]] | None = None, offer: list[str] | None = None) -> Any:
+    """Connect an ``ocpp`` ChargePoint to the bridge as ``identity``; yields a ChargerLink.
+
+    The charger offers ``offer`` (default: just ``protocol``) and the bridge must agree to ``protocol``.
+    """
+    ws = await within(connect(url, subprotocols=offer or [protocol], additional_headers=headers,
+                              open_timeout=TIMEOUT))
+    assert ws.subprotocol == protocol, f"the bridge agreed to {ws.subprotocol!r}, not {protocol}"
+    cp = _CHARGER_CLASSES[protocol](identity, ws, response_timeout=TIMEOUT)
+    cp._init_recording()
+    if isinstance(cp, _ChargerMixin):
+        cp.config = dict(config or DEFAULT_16_CONFIG)
+        cp.answer("GetConfiguration", cp._get_configuration)
+        cp.answer("ChangeConfiguration", cp._change_configuration)
+    task = asyncio.create_task(_read_forever(cp))
+    link = ChargerLink(cp, ws, task)
+    try:
+        yield link
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await within(ws.close())
+    assert not cp.errors_sent, f"the charger had to answer the bridge with CALLERRORs: {cp.errors_sent}"
+
+
+class RawCsms:
+    """A CSMS that is a bare websockets server: the test writes its frames by hand, nothing fixes them."""
+
+    def __init__(self) -> None:
+        self.connections: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+    async def handler(self, connection: ServerConnection) -> None:
+        await self.connections.put(connection)
+        await connection.wait_closed()
+
+    async def next(self) -> ServerConnection:
+        """The next upstream connection the bridge opens."""
+        return await within(self.connections.get())  # type: ignore[no-any-return]
+
+
+async def exchange(ws: Any, frame: str | list[Any]) -> list[Any]:
+    """Send one raw frame, return the next frame received (decoded)."""
+    await within(ws.send(frame if isinstance(frame, str) else json.dumps(frame)))
+    return json.loads(await within(ws.recv()))  # type: ignore[no-any-return]
+
+
+async def recv_json(ws: Any) -> list[Any]:
+    return json.loads(await within(ws.recv()))  # type: ignore[no-any-return]
