@@ -110,7 +110,10 @@ class KeyTable:
         found = self.by_address.get(address)
         if found is not None:
             return found
-        if address.component == self.legacy_component and address.component_instance is None:
+        legacy = (address.component == self.legacy_component and address.component_instance is None
+                  and address.variable_instance is None)
+        # A key with its own row is reachable at that row's address only, so its mutability always holds.
+        if legacy and address.variable not in self.by_key:
             return KeyMapping(address.variable, address)
         return None
 

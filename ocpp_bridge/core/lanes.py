@@ -25,6 +25,7 @@ class Outcome:
 
     payload: dict[str, Any] | None = None
     error: CallError | None = None
+    timed_out: bool = False  # the peer did not answer within the call timeout
 
     @property
     def ok(self) -> bool:

@@ -51,7 +51,9 @@ class Ledger:
         return [r for r in self._by_local.values() if not r.ended]
 
     def open_on_connector(self, connector_id: int) -> TxRecord | None:
-        return next((r for r in self._by_local.values() if not r.ended and r.connector_id == connector_id), None)
+        """The newest open transaction on a connector."""
+        found = [r for r in self._by_local.values() if not r.ended and r.connector_id == connector_id]
+        return max(found, key=lambda r: r.local_id) if found else None
 
     def begin(self, meta: ChargerMeta, tx_id: str, **fields: Any) -> TxRecord:
         """Mint the next 1.6 id (never reused) for a new transaction with 2.0.1 id ``tx_id``."""

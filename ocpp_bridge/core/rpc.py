@@ -10,7 +10,6 @@ other kind (a bad frame must never crash a session, DESIGN.md convention 6).
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -189,21 +188,7 @@ def parse(text: str | bytes, version: Version) -> Frame:
 def _payload(value: object, unique_id: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise FrameError(ErrorCode.FORMAT_VIOLATION, "payload is not a JSON object", unique_id)
-    _reject_non_finite(value, unique_id)
     return value
-
-
-def _reject_non_finite(value: object, unique_id: str) -> None:
-    # orjson maps 1e999 to inf; JSON has no such number and translating it would emit null downstream.
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise FrameError(ErrorCode.FORMAT_VIOLATION, "payload contains a non-finite number", unique_id)
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 def _build_call(message: list[Any], unique_id: str) -> Call:

@@ -238,7 +238,7 @@ class TranslatingSession:
             self.emit("call.timeout", side=side.lower(), action=pending.action, message_id=pending.unique_id)
             error = CallError(pending.unique_id, ErrorCode.INTERNAL_ERROR,
                               f"the {side} did not answer {pending.action} within {lane.timeout:g} s")
-            self._continue(pending, Outcome(error=error))
+            self._continue(pending, Outcome(error=error, timed_out=True))
             lane.advance(self.now)
 
     def _continue(self, pending: Pending, outcome: Outcome) -> None:

@@ -21,7 +21,7 @@ class TokenTypeRule:
 
 
 # Defaults follow the token formats (2.0.1 §IdTokenEnumType): ISO 14443 UIDs are 4, 7 or 10 bytes, ISO 15693
-# UIDs 8 bytes (hex), eMAIDs follow ISO 15118 (e.g. "NL-TNM-012204-5" without or with dashes). Anything else
+# UIDs 8 bytes (hex), eMAIDs follow ISO 15118-2 (e.g. "DE-8AA-1A2B3C4D5-6", dashes optional). Anything else
 # was made up locally by the charger or its operator.
 DEFAULT_TOKEN_RULES: tuple[TokenTypeRule, ...] = (
     TokenTypeRule(re.compile(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20}"), "ISO14443"),

@@ -67,10 +67,23 @@ class Violation:
     message: str
 
 
-def _schema_file(version: Version, action: str, response: bool) -> str:
-    if version is Version.V16:
-        return f"{action}Response.json" if response else f"{action}.json"
+def _schema_file(version: Version, action: str, response: bool) -> str | None:
+    if version is Version.V16 or action in _send_only(version):
+        # 1.6 names requests Action.json; 2.1 SEND-only messages (21P4 §4.2.4) have one schema and no answer
+        if response:
+            return None if version.is_2x else f"{action}Response.json"
+        return f"{action}.json"
     return f"{action}Response.json" if response else f"{action}Request.json"
+
+
+@functools.cache
+def _send_only(version: Version) -> frozenset[str]:
+    """2.x messages with a single schema file (no Request/Response suffix), e.g. NotifyPeriodicEventStream."""
+    if version is Version.V16:
+        return frozenset()
+    names = (entry.name for entry in _schema_root(version).iterdir())
+    return frozenset(name[:-5] for name in names
+                     if name.endswith(".json") and not name.endswith(("Request.json", "Response.json")))
 
 
 @functools.cache
@@ -87,14 +100,15 @@ def actions(version: Version) -> frozenset[str]:
         name[: -len(suffix)]
         for name in names
         if name.endswith(suffix) and not (version is Version.V16 and name.endswith("Response.json"))
-    )
+    ) | _send_only(version)
 
 
 @functools.cache
 def _validator(version: Version, action: str, response: bool) -> Validator | None:
-    if action not in actions(version):
+    filename = _schema_file(version, action, response) if action in actions(version) else None
+    if filename is None:
         return None
-    source = (_schema_root(version) / _schema_file(version, action, response)).read_bytes()
+    source = (_schema_root(version) / filename).read_bytes()
     schema = orjson.loads(source)
     schema.pop("$id", None)  # urn ids confuse $ref resolution and are not needed: all refs are local
     # use_default=False: validation must never change a payload (fastjsonschema fills defaults otherwise)

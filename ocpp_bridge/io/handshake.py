@@ -38,6 +38,9 @@ def identity_from_path(path: str) -> str:
         raise HandshakeRefused(400, "the URL path must end with the charger identity")
     if len(identity) > MAX_IDENTITY_LENGTH:
         raise HandshakeRefused(400, f"charger identity is longer than {MAX_IDENTITY_LENGTH} characters")
+    if identity in (".", "..") or not identity.strip(" "):
+        # dot-segments (RFC 3986 §3.3) would name another path once appended to the CSMS URL; blank is no name
+        raise HandshakeRefused(400, "charger identity is not a usable name")
     if not _IDENTITY.fullmatch(identity):
         raise HandshakeRefused(400, "charger identity contains characters OCPP does not allow (e.g. ':')")
     return identity

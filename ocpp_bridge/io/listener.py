@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from .. import telemetry
@@ -95,6 +96,8 @@ class Bridge:
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/healthz":
             return _json(HTTPStatus.OK, {"status": "ok", "sessions": len(self.sessions)})
+        if not _is_upgrade(request):
+            return None  # not a WebSocket upgrade: websockets answers 426; the CSMS is never contacted
         try:
             identity = identity_from_path(request.path)
             choice = choose_version(request.headers.get_all("Sec-WebSocket-Protocol"))
@@ -107,6 +110,11 @@ class Bridge:
             telemetry.event("handshake.refused", path=request.path[:100], status=refused.status,
                             reason=refused.reason)
             return _json(HTTPStatus(refused.status), {"error": refused.reason})
+        if connection.state is not State.CONNECTING or connection.transport.is_closing():
+            # The charger gave up while the CSMS was answering: no handler will ever run for it.
+            assert prepared.upstream is not None
+            await prepared.upstream.close(1000, "charger went away during the handshake")
+            return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "charger went away"})
         self._prepared[connection] = prepared
         return None
 
@@ -162,6 +170,13 @@ class Bridge:
         if prepared.charger_version is Version.V16:
             return TranslatingSession(prepared.identity, prepared.upstream_version, self.core_settings, _new_id)
         return PassthroughSession(prepared.identity, prepared.charger_version)
+
+
+def _is_upgrade(request: Request) -> bool:
+    """RFC 6455 §4.2.1: only a GET with Upgrade: websocket and Connection: upgrade opens anything upstream."""
+    upgrade = ",".join(request.headers.get_all("Upgrade")).lower()
+    connection = ",".join(request.headers.get_all("Connection")).lower()
+    return "websocket" in upgrade and "upgrade" in connection
 
 
 def _new_id() -> str:

@@ -13,6 +13,7 @@ from ocpp_bridge.core.events import Persist, SendToCharger
 from ocpp_bridge.core.rpc import Version
 from ocpp_bridge.core.state import ChargerMeta, ChargerState, TxRecord
 from ocpp_bridge.core.translate.remote import MAX_PENDING_REMOTE_STARTS
+from ocpp_bridge.core.translate.transactions import REMOTE_START_VALIDITY
 from tests.playbook import Playbook
 
 BOTH = pytest.mark.parametrize("upstream", [Version.V201, Version.V21])
@@ -72,7 +73,8 @@ def test_the_pending_remote_start_is_persisted_before_the_charger_hears_of_it() 
     sent = next(i for i, c in enumerate(pb.commands) if isinstance(c, SendToCharger))
     assert metas and metas[0][0] < sent
     meta = metas[0][1]
-    assert meta.remote_starts == [{"remoteStartId": 9, "idTag": "04A1B2C3", "connectorId": None}]
+    assert meta.remote_starts == [{"remoteStartId": 9, "idTag": "04A1B2C3", "connectorId": None,
+                                   "expires": pb.now + REMOTE_START_VALIDITY}]
     assert meta.token_types["04A1B2C3"] == "Central"
     assert pb.charger_receives("RemoteStartTransaction").payload == {"idTag": "04A1B2C3"}
 
@@ -587,3 +589,18 @@ def test_any_valid_request_gets_exactly_one_valid_answer(request_: tuple[str, di
     answers = [f for f in pb.to_csms if f.unique_id == uid]
     assert len(answers) == 1 and answers[0].type_id in (3, 4)
     assert "bug" not in pb.emitted_kinds()
+
+
+def test_an_expired_remote_start_does_not_mark_a_later_local_start() -> None:
+    pb = Playbook.translated()
+    pb.boot()
+    uid = pb.csms_sends("RequestStartTransaction", {"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"},
+                                                    "remoteStartId": 77, "evseId": 1})
+    pb.charger_answers(pb.charger_receives("RemoteStartTransaction"), {"status": "Accepted"})
+    assert pb.csms_receives_result(uid) == {"status": "Accepted"}
+    pb.advance(REMOTE_START_VALIDITY + 1)  # the driver never plugged in
+    pb.charger_sends("StartTransaction", {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 0,
+                                         "timestamp": "2024-05-01T10:00:00Z"})
+    started = pb.csms_receives("TransactionEvent").payload
+    assert started["triggerReason"] == "Authorized"
+    assert "remoteStartId" not in started["transactionInfo"]

@@ -161,9 +161,9 @@ class _Writer:
         if outcome.ok:
             return _result(item, SET_STATUS[outcome.result["status"]])
         assert outcome.error is not None
-        if self.session.now - started >= self.session.settings.call_timeout:
-            # An Outcome does not say "timeout"; an error this late is one. The charger is not answering, so the
-            # remaining items are refused at once instead of each waiting out its own timeout.
+        if outcome.timed_out:
+            # The charger is not answering: the remaining items are refused at once instead of each waiting out
+            # its own timeout.
             self.abandoned = True
         code = outcome.error.code.value  # reasonCode is string[20]: a longer code goes into the info
         reason = code if len(code) <= 20 else "CallError"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..convert import MAX_V16_ID_TAG, connector_of
 from ..lanes import Outcome
 from . import from_csms
+from .transactions import REMOTE_START_VALIDITY
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -150,7 +151,7 @@ def request_start_transaction(session: TranslatingSession, call: Call) -> None:
         return
     # F02.FR.01/F01.FR.25: the StartTransaction this causes must carry remoteStartId; remember it durably first.
     pending = {"remoteStartId": call.payload["remoteStartId"], "idTag": request["idTag"],
-               "connectorId": request.get("connectorId")}
+               "connectorId": request.get("connectorId"), "expires": session.now + REMOTE_START_VALIDITY}
     meta = session.meta
     meta.remote_starts.append(pending)
     del meta.remote_starts[:-MAX_PENDING_REMOTE_STARTS]

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from ..rpc import Call
     from ..session import TranslatingSession
 
+# How long an accepted RequestStartTransaction waits for its StartTransaction. 1.6 chargers give up after
+# ConnectionTimeOut (typically 30-180 s); the margin covers a charger that is slow to report the start.
+REMOTE_START_VALIDITY: Final = 600.0
+
 # 1.6 ChargePointStatus -> 2.0.1 ChargingStateEnumType while a transaction runs (mapping reference §3.2).
 CHARGING_STATE: Final = {
     "Preparing": "EVConnected",
@@ -109,8 +113,14 @@ def _record_answer(session: TranslatingSession, tx: TxRecord, call: Call, answer
 
 
 def _take_remote_start(session: TranslatingSession, connector_id: int, id_tag: str) -> dict[str, Any] | None:
-    """The pending RequestStartTransaction this start answers (same connector, or any connector + same tag)."""
-    for entry in session.meta.remote_starts:
+    """The pending RequestStartTransaction this start answers (same connector, or any connector + same tag).
+
+    Entries older than REMOTE_START_VALIDITY are dropped: a remote start the driver never followed up must not
+    turn a later local start with the same token into a "RemoteStart".
+    """
+    meta = session.meta
+    meta.remote_starts[:] = [e for e in meta.remote_starts if e.get("expires", float("inf")) > session.now]
+    for entry in meta.remote_starts:
         if entry["idTag"] == id_tag and entry.get("connectorId") in (None, connector_id):
             session.meta.remote_starts.remove(entry)
             return entry
@@ -155,6 +165,12 @@ def start_transaction(session: TranslatingSession, call: Call) -> None:
     remote = _take_remote_start(session, connector_id, payload["idTag"])
     status = session.meta.connector_status.get(str(connector_id), "Preparing")
     state = CHARGING_STATE.get(status) if status in ("Charging", "SuspendedEV", "SuspendedEVSE") else "EVConnected"
+    stale = session.ledger.open_on_connector(connector_id)
+    if stale is not None and stale.start_answer is None:
+        # The charger gave up on a start the CSMS never accepted (it only ever got CALLERRORs) and starts anew.
+        stale.ended = True
+        session.persist(stale)
+        session.emit("transaction.abandoned", transaction_id=stale.tx_id, local_id=stale.local_id)
     reservation_id = payload.get("reservationId")
     if reservation_id is not None and reservation_id < 0:  # no CSMS issued it (2.1: minimum 0): keep the start
         session.emit("transaction.bad_reservation", reservation_id=reservation_id)
@@ -247,6 +263,7 @@ def stop_transaction(session: TranslatingSession, call: Call) -> None:
             answer["idTagInfo"] = id_tag_info(outcome.result["idTokenInfo"])
         _record_answer(session, tx, call, answer)
         session.emit("transaction.ended", transaction_id=tx.tx_id, local_id=tx.local_id)
+        session.ledger.prune()
         _after_last_transaction(session)
 
     if tx is None:
@@ -267,8 +284,8 @@ def stop_transaction(session: TranslatingSession, call: Call) -> None:
     values = meter_values(session, payload.get("transactionData", []))
     values.append(register_sample(stopped_at, payload["meterStop"], "Transaction.End"))
     tx.ended = True
-    if payload.get("reason") == "EVDisconnected":
-        tx.charging_state = "Idle"
+    # After a 1.6 stop no energy flows: the EV is still connected unless the stop was its disconnection (§4.4).
+    tx.charging_state = "Idle" if payload.get("reason") == "EVDisconnected" else "EVConnected"
     info = _tx_info(tx, stoppedReason=stopped if stopped != "Local" else None)
     event: dict[str, Any] = {"eventType": "Ended", "timestamp": stopped_at, "triggerReason": trigger,
                              "transactionInfo": info, "meterValue": values}
