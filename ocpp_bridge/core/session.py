@@ -9,6 +9,7 @@ API below (``reply_*``, ``fail_*``, ``call_*``, ``persist``, ``emit``) and nothi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,7 @@ from .ledger import Ledger
 from .rpc import Call, CallError, CallResult, ErrorCode, Version
 from .settings import CoreSettings
 from .state import ChargerMeta, Record
-from .translate import CHARGER_ROUTES, CSMS_ROUTES
+from .translate import CHARGER_ROUTES, CSMS_ROUTES, START_HOOKS
 
 Origin = tuple[str, Call] | None  # ("charger" | "csms", the call that started this exchange)
 
@@ -56,6 +57,7 @@ class TranslatingSession:
         self.auth_decisions: dict[str, dict[str, Any]] = {}  # idTag -> idTagInfo the CSMS gave this session
         self._out: list[Command] = []
         self._wakeup: float | None = None
+        self._timers: dict[str, tuple[float, Callable[[], None]]] = {}  # name -> (due time, what to run)
         self.started = False
 
     # --- the event interface ----------------------------------------------------------------------
@@ -66,6 +68,8 @@ class TranslatingSession:
             self.meta = event.state.meta
             self.ledger = Ledger(self.identity, event.state.transactions)
             self.started = True
+            for hook in START_HOOKS:
+                self._guarded(None, functools.partial(hook, self))
         elif not self.started:
             self.emit("bug", detail=f"{type(event).__name__} before SessionStarted")
         elif isinstance(event, FrameFromCharger):
@@ -74,6 +78,7 @@ class TranslatingSession:
             self._frame_from_csms(event.text)
         elif isinstance(event, Tick):
             self._expire()
+            self._run_timers()
         self._schedule()
         out, self._out = self._out, []
         return out
@@ -123,6 +128,13 @@ class TranslatingSession:
             then(Outcome(error=CallError("", ErrorCode.INTERNAL_ERROR, f"bridge produced an invalid {action}")))
             return
         self.to_charger.submit(self._pending(action, payload, then), self.now)
+
+    def set_timer(self, name: str, at: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at epoch time ``at`` (a Tick at or after it); a timer with the same name is replaced."""
+        self._timers[name] = (at, action)
+
+    def cancel_timer(self, name: str) -> None:
+        self._timers.pop(name, None)
 
     def persist(self, *records: Record) -> None:
         self._out.append(Persist(tuple(r.snapshot() for r in records)))
@@ -305,8 +317,16 @@ class TranslatingSession:
             return rpc.serialize(CallError(frame.unique_id, ErrorCode.INTERNAL_ERROR,
                                            "the bridge produced an answer it cannot encode"), version)
 
+    def _run_timers(self) -> None:
+        due = sorted((at, name) for name, (at, _) in self._timers.items() if at <= self.now)
+        for _, name in due:
+            entry = self._timers.pop(name, None)
+            if entry is not None:
+                self._guarded(None, entry[1])
+
     def _schedule(self) -> None:
         deadlines = [d for d in (self.to_csms.deadline(), self.to_charger.deadline()) if d is not None]
+        deadlines.extend(at for at, _ in self._timers.values())
         wakeup = min(deadlines) if deadlines else None
         if wakeup is not None and wakeup != self._wakeup:
             self._out.append(ScheduleWakeup(wakeup))

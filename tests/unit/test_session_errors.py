@@ -276,3 +276,34 @@ def test_a_queued_call_that_cannot_be_encoded_does_not_block_the_lane(monkeypatc
     other = pb.charger_sends("Authorize", {"idTag": "04A1B2C3"})  # the lane is free again
     pb.csms_answers(pb.csms_receives("Authorize"), {"idTokenInfo": {"status": "Accepted"}})
     assert pb.charger_receives_result(other) == {"idTagInfo": {"status": "Accepted"}}
+
+
+def test_timers_run_once_when_due_and_can_be_replaced_or_cancelled() -> None:
+    from ocpp_bridge.core.events import ScheduleWakeup
+
+    pb = Playbook.translated()
+    fired: list[str] = []
+    pb.session.set_timer("a", pb.now + 5, lambda: fired.append("a"))
+    pb.session.set_timer("b", pb.now + 3, lambda: fired.append("b"))
+    pb.session.set_timer("c", pb.now + 1, lambda: fired.append("c"))
+    pb.session.cancel_timer("c")
+    wakeups = [c.at for c in pb.advance(0) if isinstance(c, ScheduleWakeup)]
+    assert wakeups == [pb.now + 3]  # the earliest live timer
+    pb.session.set_timer("b", pb.now + 4, lambda: fired.append("b2"))  # replaced
+    pb.advance(3.5)
+    assert fired == []
+    pb.advance(1)
+    assert fired == ["b2"]
+    pb.advance(10)
+    assert fired == ["b2", "a"]
+
+
+def test_a_failing_timer_is_contained() -> None:
+    pb = Playbook.translated()
+
+    def boom() -> None:
+        raise RuntimeError("timer bug")
+
+    pb.session.set_timer("x", pb.now + 1, boom)
+    pb.advance(2)  # must not raise
+    assert "bug" in pb.emitted_kinds()

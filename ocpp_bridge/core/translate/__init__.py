@@ -35,6 +35,15 @@ class Route:
     note: str
 
 
+StartHook = Callable[["TranslatingSession"], None]
+START_HOOKS: list[StartHook] = []  # run when a session starts from stored state (e.g. to re-arm timers)
+
+
+def on_session_start(hook: StartHook) -> StartHook:
+    START_HOOKS.append(hook)
+    return hook
+
+
 CHARGER_ROUTES: dict[str, Route] = {}  # 1.6 actions a charger sends
 CSMS_ROUTES: dict[str, Route] = {}  # 2.0.1/2.1 actions a CSMS sends
 
@@ -75,6 +84,7 @@ from . import (  # noqa: E402
 __all__ = [
     "CHARGER_ROUTES",
     "CSMS_ROUTES",
+    "START_HOOKS",
     "Handling",
     "Route",
     "authorize",
@@ -84,6 +94,7 @@ __all__ = [
     "firmware",
     "from_charger",
     "from_csms",
+    "on_session_start",
     "remote",
     "status",
     "transactions",
