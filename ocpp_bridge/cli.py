@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__, config, telemetry
 from .core.settings import CoreSettings
+from .io.listener import Bridge
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream", metavar="URL", help="CSMS base URL, e.g. wss://csms.example.com/ocpp")
     serve.add_argument("--upstream-protocols", metavar="LIST",
                        help="subprotocols offered to the CSMS (default ocpp2.0.1; ocpp2.1,ocpp2.0.1 prefers 2.1)")
-    serve.add_argument("--state", metavar="PATH", help="SQLite state file (default ./ocpp-bridge.db)")
+    serve.add_argument("--state", metavar="PATH", help="SQLite state file (default ./ocpp-bridge.db) or "
+                       "redis://host:port/db shared by several replicas")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics there (default off)")
+    serve.add_argument("--log-format", choices=["json", "text"], help="log lines as JSON (default) or text")
+    check = commands.add_parser("check-config", help="validate the settings and mapping files, print the "
+                                "effective settings (secrets masked)")
+    check.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
     demo = commands.add_parser("demo", help="run a reference CSMS, the bridge and a 1.6 charger in one process")
     demo.add_argument("--upstream-protocol", default="ocpp2.0.1", choices=["ocpp2.0.1", "ocpp2.1"],
                       help="what the reference CSMS speaks")
@@ -41,22 +50,58 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.upstream_protocol)
+    if args.command == "check-config":
+        return _check_config(args.config)
     try:
         settings = config.load(args.config, listen=args.listen, upstream=args.upstream,
-                               upstream_protocols=args.upstream_protocols, state=args.state)
+                               upstream_protocols=args.upstream_protocols, state=args.state,
+                               metrics_listen=args.metrics_listen, log_format=args.log_format)
         core_settings = settings.core()
     except (config.ConfigError, ValueError) as exc:
         print(f"ocpp-bridge: {exc}", file=sys.stderr)
         return 2
-    telemetry.configure(settings.log_level)
-    return asyncio.run(_serve(settings, core_settings))
+    telemetry.configure(settings.log_level, settings.log_format)
+    telemetry.setup(config.split_host_port(settings.metrics_listen) if settings.metrics_listen else None,
+                    settings.traces, debug_identities=settings.debug_identities)
+    flags = {"listen": args.listen, "upstream": args.upstream, "upstream_protocols": args.upstream_protocols,
+             "state": args.state, "metrics_listen": args.metrics_listen, "log_format": args.log_format}
+    return asyncio.run(_serve(settings, core_settings, args.config, flags))
 
 
-async def _serve(settings: config.Settings, core_settings: CoreSettings) -> int:
-    from .io.listener import Bridge
+def _check_config(path: Path | None) -> int:
+    from .reference import masked
+
+    try:
+        settings = config.load(path)
+        core_settings = settings.core()  # also loads and validates the mapping tables
+    except (config.ConfigError, ValueError) as exc:
+        print(f"ocpp-bridge: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(masked(settings), indent=2, sort_keys=True))
+    print(f"mappings: {len(core_settings.keys.by_key)} configuration keys", file=sys.stderr)
+    print("configuration is valid", file=sys.stderr)
+    return 0
+
+
+def _reload(bridge: Bridge, config_file: Path | None) -> None:
+    """SIGHUP: re-read the file and environment; what can change live is applied, a bad file changes nothing."""
+    try:
+        settings = config.load(config_file, **bridge.flags)
+        core_settings = settings.core()
+    except (config.ConfigError, ValueError) as exc:
+        telemetry.event("bridge.reload_failed", error=str(exc))
+        return
+    if settings.listen != bridge.settings.listen or settings.state != bridge.settings.state:
+        telemetry.event("bridge.reload_partial", detail="listen and state take effect at the next start")
+    bridge.reload(settings, core_settings)
+
+
+async def _serve(settings: config.Settings, core_settings: CoreSettings, config_file: Path | None,
+                 flags: dict[str, Any]) -> int:
     from .store import StoreError, open_store
 
     bridge = Bridge(settings, open_store(settings.state, settings.state_durability), core_settings)
+    bridge.flags = flags
     try:
         await bridge.start()
     except (StoreError, OSError) as exc:
@@ -66,9 +111,11 @@ async def _serve(settings: config.Settings, core_settings: CoreSettings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, bridge, config_file)
     await stop.wait()
     telemetry.event("bridge.stopping")
     await bridge.stop()
+    telemetry.TELEMETRY.flush()
     return 0
 
 

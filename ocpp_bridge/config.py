@@ -64,6 +64,33 @@ class Settings(BaseSettings):
     mappings: Path | None = Field(None, description="Directory of mapping overrides (*.toml) applied over the "
                                                      "packaged tables.")
     log_level: str = Field("info", description="debug, info, warning or error.")
+    log_format: str = Field("json", description="json (one JSON object per line) or text (human-readable).")
+    metrics_listen: str | None = Field(None, description="HOST:PORT of a Prometheus /metrics endpoint (off when "
+                                       "unset). OTLP export follows the standard OTEL_EXPORTER_OTLP_* variables.")
+    traces: bool = Field(False, description="Record one span per CALL exchange (exported over OTLP when "
+                         "OTEL_EXPORTER_OTLP_ENDPOINT is set).")
+    debug_identities: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Charger identities whose full frames are logged (changeable at runtime "
+                                          "with SIGHUP).")
+    outage_mode: str = Field("ride-through", description="What a CSMS outage does to connected 1.6 chargers: "
+                             "ride-through (stay connected, queue durably, replay) or close (close them at once).")
+    outage_grace: float = Field(600.0, gt=0, description="Seconds of continuous CSMS outage after which 1.6 "
+                                "chargers are closed so they queue for themselves (OCPP-J Local Controller rule).")
+    max_queue: int = Field(100_000, gt=0, description="Queued messages per charger beyond which, during an "
+                           "outage, the charger is closed (nothing queued is ever dropped).")
+    retry_interval: float = Field(10.0, gt=0, description="First back-off (s) after the CSMS answered a queued "
+                                  "message with CALLERROR or not at all; doubles per attempt (E13).")
+    retry_max: float = Field(300.0, gt=0, description="Cap (s) of that back-off; queued messages are retried "
+                             "until accepted.")
+    reconnect_min: float = Field(1.0, gt=0, description="First upstream reconnect back-off (s); doubles per "
+                                 "attempt, with jitter.")
+    reconnect_max: float = Field(60.0, gt=0, description="Cap (s) of the upstream reconnect back-off.")
+    boot_retry_interval: int = Field(60, gt=0, description="Interval (s) given with BootNotification Pending "
+                                     "while the CSMS is unreachable.")
+    accept_unknown_tokens: bool = Field(False, description="While the CSMS is unreachable, accept tokens it never "
+                                        "decided about (default: answer Invalid).")
+    auth_cache_ttl: float = Field(86_400.0, gt=0, description="How long (s) a CSMS authorization without "
+                                  "cacheExpiryDateTime may be reused while the CSMS is unreachable.")
 
     @field_validator("listen")
     @classmethod
@@ -115,6 +142,32 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(_ID_TOKEN_TYPES)}")
         return value
 
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("json", "text"):
+            raise ValueError("must be json or text")
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @field_validator("debug_identities", mode="before")
+    @classmethod
+    def _identities_csv(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("outage_mode")
+    @classmethod
+    def _outage_mode(cls, value: str) -> str:
+        if value not in ("ride-through", "close"):
+            raise ValueError("must be ride-through or close")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -132,7 +185,11 @@ class Settings(BaseSettings):
         rules = tuple(TokenTypeRule(re.compile(p), t) for p, t in self.token_types.items()) + DEFAULT_TOKEN_RULES
         return CoreSettings(call_timeout=self.call_timeout, validate_output=self.validate_output,
                             token_rules=rules, default_token_type=self.default_token_type,
-                            keys=load_key_table(self.mappings))
+                            keys=load_key_table(self.mappings), outage_mode=self.outage_mode,
+                            outage_grace=self.outage_grace, max_queue=self.max_queue,
+                            retry_interval=self.retry_interval, retry_max=self.retry_max,
+                            boot_retry_interval=self.boot_retry_interval,
+                            accept_unknown_tokens=self.accept_unknown_tokens, auth_cache_ttl=self.auth_cache_ttl)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -6,6 +6,8 @@ loopback, with OS-assigned ports and a throw-away state file, and prints every 1
 frames it became. The two peers are deliberately small and independent of the bridge's translation code: they
 speak OCPP-J with plain ``websockets`` and the package's framing (:mod:`.core.rpc`) only, and the CSMS checks
 every payload it receives against the official schemas. Nothing here needs a network or extra packages.
+What the bridge stores and delivers from its queue (docs/durability.md) is answered to the charger first and
+reaches the CSMS afterwards; the transcript shows it with the 1.6 call it came from, in the order it happened.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ REMOTE_START_ID: Final = 4711
 FALLBACK_WIDTH: Final = 160
 
 Answer = Callable[[Call], dict[str, Any] | None]  # None: answer NotImplemented
+Received = Callable[[str, dict[str, Any]], bool]  # (action, payload) of a call the CSMS received -> wanted?
 
 
 class DemoError(Exception):
@@ -129,15 +132,20 @@ _CSMS_ANSWERS: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
 
 
 class ReferenceCsms:
-    """A minimal 2.0.1/2.1 CSMS: accepts the station and every token, records TransactionEvents."""
+    """A minimal 2.0.1/2.1 CSMS: accepts the station and every token, records every call it receives."""
 
     def __init__(self, version: Version) -> None:
         self.version = version
         self.endpoint: Endpoint | None = None
         self.connected = asyncio.Event()
-        self.events: list[dict[str, Any]] = []  # TransactionEvent payloads, in arrival order
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # (action, payload) of every CALL, in arrival order
         self.problems: list[str] = []
-        self._waiters: list[tuple[Callable[[dict[str, Any]], bool], asyncio.Future[dict[str, Any]]]] = []
+        self._waiters: list[tuple[Received, asyncio.Future[int]]] = []
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The TransactionEvent payloads, in arrival order."""
+        return [payload for action, payload in self.calls if action == "TransactionEvent"]
 
     async def handle(self, connection: ServerConnection) -> None:
         if connection.subprotocol != self.version.value:
@@ -153,29 +161,34 @@ class ReferenceCsms:
             raise DemoError("the bridge never connected to the CSMS")
         return await self.endpoint.call(action, payload)
 
-    async def transaction_event(self, matches: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """The first TransactionEvent (received already, or yet to come) for which ``matches`` is true."""
-        for event in self.events:
-            if matches(event):
-                return event
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters.append((matches, future))
+    async def received(self, matches: Received, since: int = 0) -> int:
+        """The index in :attr:`calls` of the first call from ``since`` on (received already, or yet to come) for
+        which ``matches(action, payload)`` is true. The bridge answers the charger once a message is stored and
+        delivers it afterwards, so what the charger sent can reach the CSMS a little later."""
+        for index in range(since, len(self.calls)):
+            if matches(*self.calls[index]):
+                return index
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append((lambda action, payload: len(self.calls) > since and matches(action, payload), future))
         return await future
+
+    async def transaction_event(self, matches: Callable[[dict[str, Any]], bool], since: int = 0) -> int:
+        """The index in :attr:`calls` of the first TransactionEvent from ``since`` on for which ``matches``."""
+        return await self.received(lambda action, payload: action == "TransactionEvent" and matches(payload), since)
 
     def _answer(self, call: Call) -> dict[str, Any] | None:
         violation = validate.check(self.version, call.action, call.payload, response=False)
         if violation is not None:
             self.problems.append(f"the CSMS received an invalid {call.action}: {violation.message}")
-        if call.action == "TransactionEvent":
-            self._record(call.payload)
+        self._record(call.action, call.payload)
         answer = _CSMS_ANSWERS.get(call.action)
         return answer(call.payload) if answer is not None else None
 
-    def _record(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
+    def _record(self, action: str, payload: dict[str, Any]) -> None:
+        self.calls.append((action, payload))
         for matches, future in list(self._waiters):
-            if matches(event) and not future.done():
-                future.set_result(event)
+            if matches(action, payload) and not future.done():
+                future.set_result(len(self.calls) - 1)
                 self._waiters.remove((matches, future))
 
 
@@ -282,8 +295,9 @@ async def _remote_session(charger: SimulatedCharger, csms: ReferenceCsms) -> Non
     await charger.status("Preparing")
     transaction_id = await charger.start(request["idTag"])
     await charger.status("Charging")
-    event = await csms.transaction_event(lambda e: e["eventType"] == "Started"
-                                         and e["transactionInfo"].get("remoteStartId") == REMOTE_START_ID)
+    started_at = await csms.transaction_event(lambda e: e["eventType"] == "Started"
+                                              and e["transactionInfo"].get("remoteStartId") == REMOTE_START_ID)
+    event = csms.calls[started_at][1]
     _expect(event["triggerReason"] == "RemoteStart", f"remote start arrived with {event['triggerReason']}")
     tx_id = event["transactionInfo"]["transactionId"]
     stopped = await csms.call("RequestStopTransaction", {"transactionId": tx_id})
@@ -293,9 +307,14 @@ async def _remote_session(charger: SimulatedCharger, csms: ReferenceCsms) -> Non
             f"the charger received {action} {request} instead of RemoteStopTransaction for {transaction_id}")
     await charger.stop(transaction_id, "Remote")
     await charger.status("Available")
-    ended = await csms.transaction_event(lambda e: e["eventType"] == "Ended"
-                                         and e["transactionInfo"]["transactionId"] == tx_id)
+    ended_at = await csms.transaction_event(lambda e: e["eventType"] == "Ended"
+                                            and e["transactionInfo"]["transactionId"] == tx_id, started_at)
+    ended = csms.calls[ended_at][1]
     _expect(ended["triggerReason"] == "RemoteStop", f"remote stop arrived with {ended['triggerReason']}")
+    # The charger was answered as soon as the bridge had stored its messages; the bridge delivers them in order,
+    # so the last status the charger reported reaches the CSMS after the Ended. Nothing is left behind.
+    await csms.received(lambda action, p: action == "StatusNotification" and p["connectorStatus"] == "Available",
+                        ended_at)
 
 
 def _seq_nos(csms: ReferenceCsms) -> dict[str, list[int]]:
@@ -347,22 +366,96 @@ _LABELS: Final = {"charger>bridge": "charger --> bridge", "bridge>charger": "cha
 
 @dataclass
 class _Exchange:
-    """One call and everything it caused on both sides, until its answer."""
+    """One call and everything it caused on both sides, until its answer (and, for a charger call, until the
+    bridge has delivered from its queue what the call became)."""
 
     origin: str  # "charger", "csms" or "bridge" (a call the bridge made on its own)
     key: tuple[str, str]  # (socket, messageId) of the call that opened it
     frames: list[tuple[str, list[Any]]] = field(default_factory=list)
     closed: bool = False
+    queued: int = -1  # the last of _QUEUED_FROM[its action] delivered so far (they are queued in that order)
 
     def title(self) -> str:
         calls = [(d, f) for d, f in self.frames if f[0] == rpc.MessageType.CALL]
-        left = [_name(f) for d, f in calls if "charger" in d]
-        right = [_name(f) for d, f in calls if "csms" in d]
+        left = list(dict.fromkeys(_name(f) for d, f in calls if "charger" in d))  # a retried call once
+        right = list(dict.fromkeys(_name(f) for d, f in calls if "csms" in d))
         if self.origin == "charger":
             return f"{left[0]} -> {' + '.join(right) or '(answered by the bridge)'}"
         if self.origin == "csms":
             return f"{' + '.join(left) or '(answered by the bridge)'} <- {right[0]}   [CSMS-initiated]"
         return f"{' + '.join(left + right)}   [the bridge's own call]"
+
+    def notes(self) -> list[str]:
+        """Per frame, what its label adds: the charger's answer that came before the CSMS had all of it (the
+        bridge answers once it has stored the message, docs/durability.md), and what was delivered after it."""
+        notes = [""] * len(self.frames)
+        if self.origin != "charger":
+            return notes
+        answered = next((i for i, (d, f) in enumerate(self.frames)
+                         if d == "bridge>charger" and f[0] != rpc.MessageType.CALL and str(f[1]) == self.key[1]), None)
+        if answered is None:
+            return notes
+        for index, (direction, frame) in enumerate(self.frames[answered + 1:], answered + 1):
+            if direction == "bridge>csms" and frame[0] == rpc.MessageType.CALL:
+                notes[index] = ", from the queue"
+                notes[answered] = ", once stored"
+        return notes
+
+
+# What a charger message can become through the bridge's queue, in the order the bridge queues it
+# (docs/durability.md); a StopTransaction for a transaction the bridge never saw start also becomes a Started.
+_QUEUED_FROM: Final = {
+    "StartTransaction": ("TransactionEvent(Started)",),
+    "MeterValues": ("TransactionEvent(Updated)", "MeterValues"),
+    "StopTransaction": ("TransactionEvent(Started)", "TransactionEvent(Ended)"),
+    "StatusNotification": ("StatusNotification", "TransactionEvent(Updated)", "NotifyEvent"),
+}
+_QUEUED: Final = frozenset(name.split("(")[0] for names in _QUEUED_FROM.values() for name in names)
+
+
+def _owner(owed: list[_Exchange], frame: list[Any]) -> _Exchange | None:
+    """The charger call a message the bridge delivered from its queue came from.
+
+    The bridge answers the charger once it has stored a message and delivers what it became afterwards, strictly
+    in order, possibly after the charger's next calls: so it is the oldest call still owed a message of that
+    kind, at that instant. A retry (the same message under a new messageId) goes where the first attempt went.
+    ``owed`` lists the charger calls that may still be owed something, oldest first; older ones are dropped.
+    """
+    for index, exchange in enumerate(owed):
+        if any(d == "bridge>csms" and f[0] == rpc.MessageType.CALL and f[2:] == frame[2:] for d, f in exchange.frames):
+            return exchange
+        slot = _slot(exchange.frames[0][1], frame)
+        if slot is not None and slot > exchange.queued:
+            exchange.queued = slot
+            del owed[:index]  # delivered in order: the calls before this one are owed nothing more
+            return exchange
+    return None
+
+
+def _slot(source: list[Any], frame: list[Any]) -> int | None:
+    """Where ``frame`` (a CALL to the CSMS) stands among what the 1.6 CALL ``source`` can become, if it can."""
+    names = _QUEUED_FROM.get(str(source[2]), ())
+    name = _name(frame)
+    if name not in names or not isinstance(source[3], dict):
+        return None
+    if name == "TransactionEvent(Updated)" and \
+            (frame[3].get("triggerReason") == "ChargingStateChanged") != (source[2] == "StatusNotification"):
+        return None  # a charging state comes from a status, every other Updated from meter values
+    at, then = _instant(source[3]), _instant(frame[3])
+    if at is not None and then is not None and at != then:
+        return None  # each of these carries the charger's own timestamp (a status, a start, a stop, a reading)
+    return names.index(name)
+
+
+def _instant(payload: dict[str, Any]) -> datetime | None:
+    stamp = payload.get("timestamp") or payload.get("generatedAt")
+    if stamp is None and isinstance(payload.get("meterValue"), list) and payload["meterValue"]:
+        stamp = payload["meterValue"][0].get("timestamp") if isinstance(payload["meterValue"][0], dict) else None
+    try:
+        instant = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return None
+    return instant if instant is not None and instant.tzinfo is not None else None
 
 
 def _name(frame: list[Any]) -> str:
@@ -387,15 +480,21 @@ class Transcript:
     def exchanges(self) -> list[_Exchange]:
         exchanges: list[_Exchange] = []
         by_id: dict[tuple[str, str], _Exchange] = {}
+        owed: list[_Exchange] = []  # charger calls whose queued messages may still be on their way
         for direction, text in self.frames:
             frame = _decode(text)
             socket = "charger" if "charger" in direction else "csms"
             key = (socket, str(frame[1]))
             current = next((e for e in reversed(exchanges) if not e.closed), None)
             if frame[0] == rpc.MessageType.CALL:
-                if direction.endswith(">bridge") or current is None:
+                owner = _owner(owed, frame) if direction == "bridge>csms" and frame[2] in _QUEUED else None
+                if owner is not None:
+                    current = owner
+                elif direction.endswith(">bridge") or current is None:
                     current = _Exchange(socket if direction.endswith(">bridge") else "bridge", key)
                     exchanges.append(current)
+                    if direction == "charger>bridge" and frame[2] in _QUEUED_FROM:
+                        owed.append(current)
                 by_id[key] = current
             exchange = by_id.get(key) or current
             if exchange is None:
@@ -414,7 +513,8 @@ class Transcript:
         for number, exchange in enumerate(self.exchanges(), 1):
             lines.append("")
             lines.append(f"== {number}. {exchange.title()} ".ljust(2 * column + 3, "="))
-            for index, (left, right) in enumerate(_rows(exchange.frames)):
+            noted = [(d, f, note) for (d, f), note in zip(exchange.frames, exchange.notes(), strict=True)]
+            for index, (left, right) in enumerate(_rows(noted)):
                 if index:
                     lines.append(_row("", "", column))
                 left_lines = _wrap(_cell(*left, column), column) if left else []
@@ -424,7 +524,7 @@ class Transcript:
 
 
 _VERSION_NAMES: Final = {Version.V16: "OCPP 1.6", Version.V201: "OCPP 2.0.1", Version.V21: "OCPP 2.1"}
-Slot = tuple[str, list[Any]] | None
+Slot = tuple[str, list[Any], str] | None  # (direction, frame, what its label adds)
 
 
 def _decode(text: str) -> list[Any]:
@@ -435,30 +535,35 @@ def _decode(text: str) -> list[Any]:
     return frame if isinstance(frame, list) and len(frame) >= 3 else [0, "?", text]
 
 
-def _rows(frames: list[tuple[str, list[Any]]]) -> list[tuple[Slot, Slot]]:
-    """Chronological rows; a frame shares a row with the frame before it when that one is on the other side."""
+def _rows(frames: list[tuple[str, list[Any], str]]) -> list[tuple[Slot, Slot]]:
+    """Chronological rows; a frame shares a row with the frame before it when that one is on the other side and
+    of the same kind: a call next to the call it became, an answer next to an answer. A charger answered before
+    the CSMS received what its call became therefore reads top to bottom in the order it happened."""
     rows: list[tuple[Slot, Slot]] = []
     left: Slot = None
     right: Slot = None
-    for direction, frame in frames:
+    for direction, frame, note in frames:
         on_left = "charger" in direction
-        if (left if on_left else right) is not None:
+        other = right if on_left else left
+        is_call = frame[0] == rpc.MessageType.CALL
+        if (left if on_left else right) is not None or \
+                (other is not None and (other[1][0] == rpc.MessageType.CALL) != is_call):
             rows.append((left, right))
             left, right = None, None
         if on_left:
-            left = (direction, frame)
+            left = (direction, frame, note)
         else:
-            right = (direction, frame)
+            right = (direction, frame, note)
     if left is not None or right is not None:
         rows.append((left, right))
     return rows
 
 
-def _cell(direction: str, frame: list[Any], width: int) -> list[str]:
+def _cell(direction: str, frame: list[Any], note: str, width: int) -> list[str]:
     """A label line, then the frame as JSON: whatever fits the column on one line stays on one line."""
     kind = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}.get(frame[0], "FRAME")
     head = "[" + "".join(f"{_json(part)}, " for part in frame[:-1])
-    return [f"{_LABELS.get(direction, direction)}   {kind}", *_pretty(frame[-1], width, 0, head, "]")]
+    return [f"{_LABELS.get(direction, direction)}   {kind}{note}", *_pretty(frame[-1], width, 0, head, "]")]
 
 
 def _json(value: Any) -> str:

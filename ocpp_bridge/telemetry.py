@@ -1,23 +1,46 @@
-"""Structured logs for what the core emits and what the shell does.
+"""Logs, metrics and traces: the one module that knows about logging and OpenTelemetry.
 
-Why this exists: operators need one JSON line per session event and per error, with the charger identity and
-message ids, and never a secret. Core ``Emit`` commands and shell events both come through here.
+Why this exists: operators need to see what the bridge does (which chargers are on which protocol, what was
+translated, what failed, how long it took) in the tools their platform already runs. Everything observable
+arrives here: the core's ``Emit`` commands (including one ``exchange`` per completed CALL with both sides'
+message ids) and the shell's own events. From them this module writes one structured log line per session event
+and per error (never a secret), counts metrics (Prometheus endpoint and/or OTLP, configured by the standard
+``OTEL_*`` variables) and, when enabled, records one span per exchange.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Tracer
+
+from . import __version__
 
 LOGGER: Final = logging.getLogger("ocpp_bridge")
 _WARNING_KINDS: Final = frozenset({"frame.invalid", "call.timeout", "transaction.unknown", "store.error",
-                                   "transaction.duplicate_stop", "csms.rejected_result", "meter.unmapped"})
-_ERROR_KINDS: Final = frozenset({"bug"})
-_SECRET_FIELDS: Final = frozenset({"authorization", "password", "authorization_key", "token"})
+                                   "transaction.duplicate_stop", "csms.rejected_result", "meter.unmapped",
+                                   "queue.growing", "queue.retry", "upstream.lost", "outage.closing_charger",
+                                   "transaction.deauthorized", "session.taken_over", "handshake.refused"})
+_ERROR_KINDS: Final = frozenset({"bug", "queue.refused"})
+_QUIET_KINDS: Final = frozenset({"exchange", "queue.delivered"})  # counted (and traced); logged at debug level
+_SECRET_FIELDS: Final = frozenset({"authorization", "password", "authorization_key", "token", "secret"})
+
+
+# --- logs -----------------------------------------------------------------------------------------------
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,15 +58,174 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def configure(level: str = "info") -> None:
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None) or {}
+        shown = " ".join(f"{k}={'***' if k in _SECRET_FIELDS else v}" for k, v in fields.items())
+        stamp = time.strftime("%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp} {record.levelname.lower():7} {record.getMessage()} {shown}".rstrip()
+
+
+def configure(level: str = "info", log_format: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if log_format == "text" else JsonFormatter())
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False
 
 
 def event(kind: str, **fields: Any) -> None:
-    level = logging.ERROR if kind in _ERROR_KINDS else logging.WARNING if kind in _WARNING_KINDS else logging.INFO
+    """One observable thing happened: count it, and log it at the level its kind deserves."""
+    TELEMETRY.count_event(kind, fields)
+    if kind == "exchange":
+        TELEMETRY.exchange(fields)
+    level = logging.ERROR if kind in _ERROR_KINDS else logging.WARNING if kind in _WARNING_KINDS \
+        else logging.DEBUG if kind in _QUIET_KINDS else logging.INFO
     if LOGGER.isEnabledFor(level):
         LOGGER.log(level, kind, extra={"fields": fields})
+
+
+def frame(identity: str, direction: str, text: str) -> None:
+    """Full frames, for the identities an operator switched debugging on for (``debug_identities``)."""
+    if identity in TELEMETRY.debug_identities:
+        LOGGER.info("frame", extra={"fields": {"identity": identity, "direction": direction, "frame": text}})
+
+
+# --- metrics and traces ------------------------------------------------------------------------------
+
+
+@dataclass
+class Telemetry:
+    """The instruments. A fresh instance counts into an SDK provider with no reader until ``setup`` runs."""
+
+    provider: MeterProvider = field(default_factory=MeterProvider)
+    tracer: Tracer | None = None
+    tracer_provider: TracerProvider | None = None
+    debug_identities: frozenset[str] = frozenset()
+    gauges: dict[str, Callable[[], Iterable[tuple[float, dict[str, str]]]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._instruments()
+
+    def rebuild(self, provider: MeterProvider, tracer_provider: TracerProvider | None,
+                debug_identities: frozenset[str]) -> None:
+        """Point the same object (everyone holds it) at new exporters."""
+        self.provider, self.tracer_provider, self.debug_identities = provider, tracer_provider, debug_identities
+        self.tracer = tracer_provider.get_tracer("ocpp_bridge", __version__) if tracer_provider else None
+        self._instruments()
+
+    def flush(self) -> None:
+        """Export what is pending (at shutdown, so a SIGTERM loses no span or metric)."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
+        self.provider.force_flush()
+
+    def _instruments(self) -> None:
+        meter = self.provider.get_meter("ocpp_bridge", __version__)
+        self.chargers = meter.create_up_down_counter(
+            "ocpp_bridge.chargers.connected", description="Connected chargers by protocol and security profile")
+        self.frames = meter.create_counter(
+            "ocpp_bridge.exchanges", description="Completed CALL exchanges by origin, action and outcome "
+            "(translated, synthesized, refused, invalid, failed)")
+        self.exchange_seconds = meter.create_histogram(
+            "ocpp_bridge.exchange.duration", unit="s", description="From a CALL's arrival to its answer")
+        self.events = meter.create_counter("ocpp_bridge.events", description="Bridge events by kind")
+        self.upstream_links = meter.create_up_down_counter(
+            "ocpp_bridge.upstream.connected", description="Open upstream (CSMS) connections")
+        meter.create_observable_gauge("ocpp_bridge.queue.depth", [self._observe("queue_depth")],
+                                      description="Messages acknowledged to chargers, not yet accepted by the CSMS")
+        meter.create_observable_gauge("ocpp_bridge.queue.oldest_age", [self._observe("queue_age")], unit="s",
+                                      description="Age of the oldest queued message")
+        meter.create_observable_gauge("ocpp_bridge.ledger.open_transactions", [self._observe("ledger")],
+                                      description="Open transactions of connected chargers")
+
+    def _observe(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            source = self.gauges.get(name)
+            return [Observation(value, attrs) for value, attrs in source()] if source else []
+
+        return callback
+
+    def count_event(self, kind: str, fields: dict[str, Any]) -> None:
+        if kind != "exchange":
+            self.events.add(1, {"kind": kind})
+        if kind == "upstream.lost":
+            self.upstream_links.add(-1)
+        elif kind == "upstream.restored":
+            self.upstream_links.add(1)
+
+    def session(self, opened: bool, protocol: str, profile: str = "0") -> None:
+        delta = 1 if opened else -1
+        self.chargers.add(delta, {"protocol": protocol, "security_profile": profile})
+        self.upstream_links.add(delta)
+
+    def exchange(self, fields: dict[str, Any]) -> None:
+        attrs = {"origin": str(fields.get("origin")), "action": str(fields.get("action")),
+                 "outcome": str(fields.get("outcome"))}
+        self.frames.add(1, attrs)
+        started, ended = float(fields.get("started", 0)), float(fields.get("ended", 0))
+        self.exchange_seconds.record(max(0.0, ended - started), {"origin": attrs["origin"],
+                                                                 "action": attrs["action"]})
+        if self.tracer is not None:
+            self._span(fields, attrs, started, ended)
+
+    def _span(self, fields: dict[str, Any], attrs: dict[str, str], started: float, ended: float) -> None:
+        assert self.tracer is not None
+        span = self.tracer.start_span(f"{attrs['origin']} {attrs['action']}", start_time=int(started * 1e9))
+        span.set_attributes({
+            "ocpp.identity": str(fields.get("identity")),
+            "ocpp.action": attrs["action"],
+            "ocpp.outcome": attrs["outcome"],
+            "ocpp.origin": attrs["origin"],
+            "ocpp.message_id": str(fields.get("message_id")),
+            "ocpp.peer.message_ids": [str(i) for i in fields.get("peer_ids", [])],
+            "ocpp.peer.actions": [str(a) for a in fields.get("peer_actions", [])],
+            "ocpp.version": str(fields.get("version", "")),
+            "ocpp.peer.version": str(fields.get("peer_version", "")),
+        })
+        span.end(end_time=int(ended * 1e9))
+
+
+TELEMETRY = Telemetry()
+
+
+def setup(metrics_listen: tuple[str, int] | None = None, traces: bool = False,
+          span_exporter: SpanExporter | None = None, debug_identities: Iterable[str] = ()) -> Telemetry:
+    """Wire exporters once at start-up: Prometheus on ``metrics_listen``, OTLP when OTEL_EXPORTER_OTLP_* is set,
+    spans when ``traces`` (to ``span_exporter``, else OTLP)."""
+    readers: list[MetricReader] = []
+    if metrics_listen is not None:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        readers.append(PrometheusMetricReader())
+        start_http_server(metrics_listen[1], metrics_listen[0])
+    if _otlp_configured("METRICS"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "ocpp-bridge"),
+                                "service.version": __version__})
+    provider = MeterProvider(resource=resource, metric_readers=readers)
+    otel_metrics.set_meter_provider(provider)
+    tracer_provider = None
+    if traces:
+        tracer_provider = TracerProvider(resource=resource)
+        exporter = span_exporter or _otlp_span_exporter()
+        if exporter is not None:
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    TELEMETRY.rebuild(provider, tracer_provider, frozenset(debug_identities))
+    return TELEMETRY
+
+
+def _otlp_configured(signal: str) -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+
+
+def _otlp_span_exporter() -> SpanExporter | None:
+    if not _otlp_configured("TRACES"):
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()

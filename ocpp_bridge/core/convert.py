@@ -8,10 +8,16 @@ everywhere.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from .rpc import Version
 
 if TYPE_CHECKING:
     from .session import TranslatingSession
@@ -38,6 +44,12 @@ def timestamp(value: str) -> str:
 def epoch(now: float) -> str:
     """The bridge's receive time, for fields 2.0.1 requires and the charger did not give."""
     return rfc3339(datetime.fromtimestamp(now, UTC))
+
+
+def seconds(value: str) -> float:
+    """Epoch seconds of a (schema-validated) date-time, to compare it with the session's clock."""
+    parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def timestamp_or(value: str | None, now: float) -> str:
@@ -96,6 +108,7 @@ def connector_of(evse_id: int, connector_id: int | None = None) -> int | None:
 _UNITS: Final = {"Celcius": "Celsius", "Hertz": "Hz"}
 # 1.6 measurands with no 2.0.1/2.1 MeasurandEnumType value (mapping reference §3.5).
 UNMAPPED_MEASURANDS: Final = frozenset({"Temperature", "RPM"})
+_REGISTER: Final = "Energy.Active.Import.Register"  # the default measurand (1.6 §7.31)
 _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**64 - 1
 
@@ -123,15 +136,16 @@ def _number(text: str) -> int | float | None:
 
 
 def sampled_value(session: TranslatingSession, sample: dict[str, Any]) -> dict[str, Any] | None:
-    """1.6 SampledValue -> 2.0.1 SampledValueType, or ``None`` (with an Emit) when 2.0.1 cannot carry it."""
-    measurand = sample.get("measurand", "Energy.Active.Import.Register")
+    """1.6 Raw SampledValue -> 2.0.1 SampledValueType, or ``None`` (with an Emit) when 2.0.1 cannot carry it.
+    SignedData samples are :func:`meter_values`' business: they sign a plain reading, they are not one."""
+    measurand = sample.get("measurand", _REGISTER)
     if measurand in UNMAPPED_MEASURANDS:
         # 2.0.1 has no such measurand; sending it without one would read as an energy register. Keep a trace.
         session.emit("meter.unmapped", measurand=measurand, value=sample["value"], unit=sample.get("unit"))
         return None
     number = _number(sample["value"])
     if number is None or sample.get("format") == "SignedData":
-        session.emit("meter.unmapped", measurand=measurand, reason="signed or non-numeric value")
+        session.emit("meter.unmapped", measurand=measurand, reason="non-numeric value")
         return None
     result: dict[str, Any] = {"value": number}
     for name in ("context", "measurand", "phase", "location"):
@@ -142,14 +156,96 @@ def sampled_value(session: TranslatingSession, sample: dict[str, Any]) -> dict[s
     return result
 
 
-def meter_values(session: TranslatingSession, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """1.6 MeterValue[] -> 2.0.1 MeterValueType[], keeping the charger's own timestamps."""
+def meter_values(session: TranslatingSession, values: list[dict[str, Any]],
+                 readings: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """1.6 MeterValue[] -> 2.0.1 MeterValueType[], keeping the charger's own timestamps.
+
+    A SignedData sample becomes the ``signedMeterValue`` of the plain sample it signs (same measurand, phase,
+    location and context, in the same MeterValue). ``readings`` (context -> Wh) are register readings the caller
+    knows from elsewhere (meterStart, meterStop): a signed Energy.Active.Import.Register of that context without a
+    plain partner is attached to it. A signed value with no reading to attach to is never sent as a made-up one.
+    """
     result = []
     for value in values:
-        samples = [s for s in (sampled_value(session, raw) for raw in value["sampledValue"]) if s is not None]
+        plain = [raw for raw in value["sampledValue"] if raw.get("format") != "SignedData"]
+        samples = [(raw, converted) for raw in plain if (converted := sampled_value(session, raw)) is not None]
+        for raw in value["sampledValue"]:
+            if raw.get("format") == "SignedData":
+                _attach_signed(session, raw, samples, readings or {})
         if samples:
-            result.append({"timestamp": timestamp(value["timestamp"]), "sampledValue": samples})
+            result.append({"timestamp": timestamp(value["timestamp"]), "sampledValue": [c for _, c in samples]})
     return result
+
+
+# --- signed meter values (OCA application note "Signed Meter Values in OCPP" v1.0 §5.2; reference §3.5) ---------
+
+_SML_ESCAPE: Final = "1b1b1b1b"  # the SML transport escape that starts the EDL meters' data (hex in a 1.6 value)
+_HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+", re.ASCII)
+# SignedMeterValueType length limits (2.0.1, 2.1). 2.0.1 requires all four fields, 2.1 only data and encoding.
+_SIGNED_LIMITS: Final = {"signedMeterData": (2500, 32768), "signingMethod": (50, 50), "encodingMethod": (50, 50),
+                         "publicKey": (2500, 2500)}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _signed_fields(text: str) -> dict[str, Any] | None:
+    """What a SignedData value holds: the app note's JSON SignedMeterValueType, or a bare OCMF / SML blob."""
+    if text.startswith("{"):
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return {"signedMeterData": data.get("signedMeterData", data.get("signedMeterValue")),  # a common variant
+                "signingMethod": data.get("signingMethod", ""), "encodingMethod": data.get("encodingMethod"),
+                "publicKey": data.get("publicKey", "")}
+    if text.startswith("OCMF|"):  # legacy: the OCMF string itself (signingMethod and publicKey are inside it)
+        return {"signedMeterData": _b64(text.encode()), "signingMethod": "", "encodingMethod": "OCMF",
+                "publicKey": ""}
+    if _HEX.fullmatch(text) and text.lower().startswith(_SML_ESCAPE):  # legacy: hex-encoded SML (EDL)
+        return {"signedMeterData": _b64(bytes.fromhex(text)), "signingMethod": "", "encodingMethod": "EDL",
+                "publicKey": ""}
+    return None
+
+
+def signed_meter_value(session: TranslatingSession, text: str) -> dict[str, str] | None:
+    """A 1.6 SignedData value as the upstream version's SignedMeterValueType, or ``None`` if it cannot be one."""
+    fields = _signed_fields(text)
+    v21 = session.upstream is Version.V21
+    if fields is None or not all(isinstance(v, str) and len(v) <= _SIGNED_LIMITS[k][v21] for k, v in fields.items()):
+        return None
+    if v21:  # optional in 2.1: an empty value says nothing
+        fields = {k: v for k, v in fields.items() if v or k in ("signedMeterData", "encodingMethod")}
+    return fields
+
+
+def _reading(sample: dict[str, Any]) -> tuple[Any, ...]:
+    """Which reading a 1.6 sample is about."""
+    return (sample.get("measurand", _REGISTER), sample.get("phase"), sample.get("location"),
+            sample.get("context", "Sample.Periodic"))
+
+
+def _attach_signed(session: TranslatingSession, raw: dict[str, Any],
+                   samples: list[tuple[dict[str, Any], dict[str, Any]]], readings: Mapping[str, int]) -> None:
+    measurand = raw.get("measurand", _REGISTER)
+    signed = signed_meter_value(session, raw["value"])
+    if signed is None:
+        session.emit("meter.unmapped", measurand=measurand, reason="unrecognised or oversized signed data")
+        return
+    key = _reading(raw)
+    partner = next((c for r, c in samples if _reading(r) == key and "signedMeterValue" not in c), None)
+    context = key[3]
+    if partner is None and measurand == _REGISTER and context in readings:
+        partner = {"value": readings[context], "context": context, "measurand": measurand,
+                   "unitOfMeasure": {"unit": "Wh"}} | ({"location": raw["location"]} if "location" in raw else {})
+        samples.append((raw, partner))
+    if partner is None:
+        session.emit("meter.unmapped", measurand=measurand, reason="signed value without a plain reading")
+        return
+    partner["signedMeterValue"] = signed
 
 
 def register_sample(stamp: str, watt_hours: int, context: str) -> dict[str, Any]:

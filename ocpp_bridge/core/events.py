@@ -42,7 +42,29 @@ class Tick:
     now: float
 
 
-Event = SessionStarted | FrameFromCharger | FrameFromCsms | Tick
+@dataclass(frozen=True, slots=True)
+class UpstreamLost:
+    """The CSMS connection closed or failed while the charger is still connected."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConnected:
+    """The CSMS connection is back (reconnected by the shell)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersistFailed:
+    """The store refused these records; the core writes them again with its next Persist."""
+
+    now: float
+    records: tuple[Record, ...]
+
+
+Event = SessionStarted | FrameFromCharger | FrameFromCsms | Tick | UpstreamLost | UpstreamConnected | PersistFailed
 
 # --- commands -----------------------------------------------------------------------------------------
 

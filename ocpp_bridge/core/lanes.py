@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .rpc import CallError, ErrorCode
+from .rpc import CallError
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +115,11 @@ class Lane:
     def deadline(self) -> float | None:
         return self.busy.deadline if self.busy is not None else None
 
-    def fail_all(self, code: ErrorCode, description: str) -> list[Pending]:
-        """Drain the lane (its peer is gone); the caller runs each continuation with the error."""
+    def drain(self) -> list[Pending]:
+        """Empty the lane (its peer is gone); the caller runs each continuation with an error."""
         drained = ([self.busy] if self.busy else []) + list(self.queue)
         self.busy = None
         self.queue.clear()
-        for pending in drained:
-            pending.then(Outcome(error=CallError(pending.unique_id, code, description)))
         return drained
 
 

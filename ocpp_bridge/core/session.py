@@ -15,26 +15,44 @@ from typing import Any
 
 from . import rpc, validate
 from .events import (
+    CloseCharger,
     Command,
     Emit,
     Event,
     FrameFromCharger,
     FrameFromCsms,
     Persist,
+    PersistFailed,
     ScheduleWakeup,
     SendToCharger,
     SendToCsms,
     SessionStarted,
     Tick,
+    UpstreamConnected,
+    UpstreamLost,
 )
 from .lanes import Continuation, Lane, Outcome, Pending
 from .ledger import Ledger
+from .outbox import Outbox
 from .rpc import Call, CallError, CallResult, ErrorCode, Version
 from .settings import CoreSettings
-from .state import ChargerMeta, Record
+from .state import ChargerMeta, QueuedMessage, Record, TxRecord
 from .translate import CHARGER_ROUTES, CSMS_ROUTES, START_HOOKS
 
-Origin = tuple[str, Call] | None  # ("charger" | "csms", the call that started this exchange)
+Origin = tuple[str, Call] | None
+_GRACE_TIMER = "outage.grace"
+
+
+def _failure_outcome(code: ErrorCode) -> str:
+    return "refused" if code in (ErrorCode.NOT_SUPPORTED, ErrorCode.NOT_IMPLEMENTED) else "failed"
+
+
+def _record_key(record: Record) -> tuple[str, int]:
+    if isinstance(record, TxRecord):
+        return ("tx", record.local_id)
+    if isinstance(record, QueuedMessage):
+        return ("queue", record.seq)
+    return ("meta", 0)  # ("charger" | "csms", the call that started this exchange)
 
 
 class TranslatingSession:
@@ -54,8 +72,12 @@ class TranslatingSession:
         self._charger_calls: dict[str, Call] = {}  # charger CALLs not answered yet
         self._csms_calls: dict[str, Call] = {}  # CSMS CALLs not answered yet
         self._origin: Origin = None
-        self.auth_decisions: dict[str, dict[str, Any]] = {}  # idTag -> idTagInfo the CSMS gave this session
+        # (side, messageId) -> (arrival time, [(peer messageId, peer action)]) of CALLs being handled
+        self._exchanges: dict[tuple[str, str], tuple[float, list[tuple[str, str]]]] = {}
         self._out: list[Command] = []
+        self._dirty: dict[tuple[str, int], Record] = {}  # records the store refused, written again next time
+        self.upstream_up = True  # a session starts with its upstream connection open (opened in the handshake)
+        self.outbox = Outbox(self)
         self._wakeup: float | None = None
         self._timers: dict[str, tuple[float, Callable[[], None]]] = {}  # name -> (due time, what to run)
         self.started = False
@@ -67,9 +89,13 @@ class TranslatingSession:
         if isinstance(event, SessionStarted):
             self.meta = event.state.meta
             self.ledger = Ledger(self.identity, event.state.transactions)
+            self.outbox.load(event.state.queue)
             self.started = True
             for hook in START_HOOKS:
                 self._guarded(None, functools.partial(hook, self))
+            if self.outbox.items:
+                self.emit("queue.replay", depth=len(self.outbox))
+            self._guarded(None, self.outbox.pump)
         elif not self.started:
             self.emit("bug", detail=f"{type(event).__name__} before SessionStarted")
         elif isinstance(event, FrameFromCharger):
@@ -79,6 +105,15 @@ class TranslatingSession:
         elif isinstance(event, Tick):
             self._expire()
             self._run_timers()
+        elif isinstance(event, UpstreamLost):
+            self._upstream_lost()
+        elif isinstance(event, UpstreamConnected):
+            self._upstream_connected()
+        elif isinstance(event, PersistFailed):
+            for record in event.records:
+                self._dirty[_record_key(record)] = record
+        if self.started:  # what this event queued goes out after its one store write (and the charger's answer)
+            self._guarded(None, self.outbox.pump)
         self._schedule()
         out, self._out = self._out, []
         return out
@@ -90,24 +125,42 @@ class TranslatingSession:
             return  # already answered (e.g. failed by a timeout); never answer twice
         if self._output_invalid(Version.V16, call.action, payload, response=True):
             self._send_charger(CallError(call.unique_id, ErrorCode.INTERNAL_ERROR, "bridge produced an invalid answer"))
+            self._exchange_done("charger", call, "failed")
             return
         self._send_charger(CallResult(call.unique_id, payload))
+        self._exchange_done("charger", call, None)
 
     def fail_charger(self, call: Call, code: ErrorCode, description: str) -> None:
         if self._charger_calls.pop(call.unique_id, None) is not None:
             self._send_charger(CallError(call.unique_id, code, description))
+            self._exchange_done("charger", call, _failure_outcome(code))
 
     def reply_csms(self, call: Call, payload: dict[str, Any]) -> None:
         if self._csms_calls.pop(call.unique_id, None) is None:
             return
         if self._output_invalid(self.upstream, call.action, payload, response=True):
             self._send_csms(CallError(call.unique_id, ErrorCode.INTERNAL_ERROR, "bridge produced an invalid answer"))
+            self._exchange_done("csms", call, "failed")
             return
         self._send_csms(CallResult(call.unique_id, payload))
+        self._exchange_done("csms", call, None)
 
     def fail_csms(self, call: Call, code: ErrorCode, description: str) -> None:
         if self._csms_calls.pop(call.unique_id, None) is not None:
             self._send_csms(CallError(call.unique_id, code, description))
+            self._exchange_done("csms", call, _failure_outcome(code))
+
+    def _exchange_done(self, side: str, call: Call, outcome: str | None) -> None:
+        """One ``exchange`` Emit per answered CALL: both sides' message ids, outcome, start and end (telemetry)."""
+        started, peers = self._exchanges.pop((side, call.unique_id), (self.now, []))
+        other = self.upstream.value if side == "charger" else Version.V16.value
+        self._out.append(Emit("exchange", {
+            "identity": self.identity, "origin": side, "action": call.action, "message_id": call.unique_id,
+            "peer_ids": [p[0] for p in peers], "peer_actions": [p[1] for p in peers],
+            "outcome": outcome or ("translated" if peers else "synthesized"),
+            "version": Version.V16.value if side == "charger" else self.upstream.value, "peer_version": other,
+            "started": started, "ended": self.now,
+        }))
 
     def relay_failure(self, call: Call, outcome: Outcome, to: str) -> None:
         """Answer ``call`` (from ``to``) with the error the other peer gave; the code is respelled for ``to``."""
@@ -118,6 +171,9 @@ class TranslatingSession:
             self.fail_csms(call, error.code, error.description)
 
     def call_csms(self, action: str, payload: dict[str, Any], then: Continuation) -> None:
+        if not self.upstream_up:
+            then(Outcome(error=CallError("", ErrorCode.GENERIC_ERROR, "the CSMS is unreachable")))
+            return
         if self._output_invalid(self.upstream, action, payload, response=False):
             then(Outcome(error=CallError("", ErrorCode.INTERNAL_ERROR, f"bridge produced an invalid {action}")))
             return
@@ -129,6 +185,11 @@ class TranslatingSession:
             return
         self.to_charger.submit(self._pending(action, payload, then), self.now)
 
+    def reconfigure(self, settings: CoreSettings) -> None:
+        """New settings for a running session (SIGHUP): mappings, timeouts, policies; nothing is interrupted."""
+        self.settings = settings
+        self.to_csms.timeout = self.to_charger.timeout = settings.call_timeout
+
     def set_timer(self, name: str, at: float, action: Callable[[], None]) -> None:
         """Run ``action`` at epoch time ``at`` (a Tick at or after it); a timer with the same name is replaced."""
         self._timers[name] = (at, action)
@@ -137,7 +198,35 @@ class TranslatingSession:
         self._timers.pop(name, None)
 
     def persist(self, *records: Record) -> None:
-        self._out.append(Persist(tuple(r.snapshot() for r in records)))
+        """Write ``records`` before the commands that follow. Adjacent writes merge into one atomic write, and
+        records the store refused earlier ride along (in their current version) until a write succeeds."""
+        merged: dict[tuple[str, int], Record] = {}
+        index = len(self._out)
+        while index and isinstance(self._out[index - 1], Emit):  # log lines do not separate two writes
+            index -= 1
+        previous = self._out[index - 1] if index else None
+        if isinstance(previous, Persist):
+            del self._out[index - 1]
+            merged.update((_record_key(r), r) for r in previous.records)
+        if self._dirty:
+            merged.update((key, self._current(key, old)) for key, old in self._dirty.items())
+            self._dirty.clear()
+        merged.update((_record_key(r), r.snapshot()) for r in records)
+        self._out.append(Persist(tuple(merged.values())))
+
+    def _current(self, key: tuple[str, int], old: Record) -> Record:
+        kind, number = key
+        if kind == "meta":
+            return self.meta.snapshot()
+        if kind == "tx":
+            record = self.ledger.get(number)
+            return record.snapshot() if record is not None else old
+        queued = next((q for q in self.outbox.items if q.seq == number), None)
+        return queued.snapshot() if queued is not None else old
+
+    @property
+    def offline(self) -> bool:
+        return not self.upstream_up
 
     def emit(self, kind: str, **fields: Any) -> None:
         self._out.append(Emit(kind, {"identity": self.identity, **fields}))
@@ -169,8 +258,10 @@ class TranslatingSession:
             self.emit("frame.invalid", side="charger", action=call.action, code=violation.code.value,
                       detail=violation.message)
             self._send_charger(CallError(call.unique_id, violation.code, violation.message))
+            self._exchange_done("charger", call, "invalid")
             return
         self._charger_calls[call.unique_id] = call
+        self._exchanges[("charger", call.unique_id)] = (self.now, [])
         route = CHARGER_ROUTES.get(call.action)
         if route is None:
             self.fail_charger(call, ErrorCode.NOT_SUPPORTED, f"{call.action} is not supported by this bridge")
@@ -211,8 +302,10 @@ class TranslatingSession:
             self.emit("frame.invalid", side="csms", action=call.action, code=violation.code.value,
                       detail=violation.message)
             self._send_csms(CallError(call.unique_id, violation.code, violation.message))
+            self._exchange_done("csms", call, "invalid")
             return
         self._csms_calls[call.unique_id] = call
+        self._exchanges[("csms", call.unique_id)] = (self.now, [])
         route = CSMS_ROUTES.get(call.action)
         if route is None:
             self.fail_csms(call, ErrorCode.NOT_SUPPORTED, f"{call.action} cannot be carried to an OCPP 1.6 charger")
@@ -253,6 +346,36 @@ class TranslatingSession:
             self._continue(pending, Outcome(error=error, timed_out=True))
             lane.advance(self.now)
 
+    def _upstream_lost(self) -> None:
+        if not self.upstream_up:
+            return
+        self.upstream_up = False
+        self.outbox.upstream_lost()
+        self.emit("upstream.lost", queue=len(self.outbox))
+        lost = CallError("", ErrorCode.GENERIC_ERROR, "the CSMS connection was lost")
+        for pending in self.to_csms.drain():
+            self._continue(pending, Outcome(error=lost))
+        if self.settings.outage_mode == "close":
+            self._give_up("CSMS connection lost")
+        else:
+            self.set_timer(_GRACE_TIMER, self.now + self.settings.outage_grace,
+                           lambda: self._give_up("CSMS unreachable for longer than the grace window"))
+
+    def _upstream_connected(self) -> None:
+        self.upstream_up = True
+        self.cancel_timer(_GRACE_TIMER)
+        self.emit("upstream.restored", queue=len(self.outbox))
+        self.outbox.pump()
+
+    def end_ride_through(self, reason: str) -> None:
+        """Close the charger at once (after the answers of the current event): the outage lasts too long."""
+        self.set_timer(_GRACE_TIMER, self.now, lambda: self._give_up(reason))
+
+    def _give_up(self, reason: str) -> None:
+        """OCPP-J §6.3 (Local Controller): close the charger so it queues for itself; the queue stays stored."""
+        self.emit("outage.closing_charger", reason=reason, queue=len(self.outbox))
+        self._out.append(CloseCharger(1001, reason[:120]))
+
     def _continue(self, pending: Pending, outcome: Outcome) -> None:
         self._guarded(pending.origin, lambda: pending.then(outcome))
 
@@ -282,7 +405,24 @@ class TranslatingSession:
     # --- wire output -----------------------------------------------------------------------------
 
     def _pending(self, action: str, payload: dict[str, Any], then: Continuation) -> Pending:
-        return Pending(self.new_id(), action, payload, then, origin=self._origin)
+        pending = Pending(self.new_id(), action, payload, then, origin=self._origin)
+        self.note_peer(pending.unique_id, action)
+        return pending
+
+    def note_peer(self, reference: str, action: str) -> None:
+        """Link a message sent (or queued) on behalf of the exchange being handled to it, for its trace."""
+        if self._origin is not None:
+            exchange = self._exchanges.get((self._origin[0], self._origin[1].unique_id))
+            if exchange is not None:
+                exchange[1].append((reference, action))
+
+    def call_csms_detached(self, action: str, payload: dict[str, Any], then: Continuation) -> None:
+        """A call the bridge makes on its own behalf (queued delivery), belonging to no charger exchange."""
+        saved, self._origin = self._origin, None
+        try:
+            self.call_csms(action, payload, then)
+        finally:
+            self._origin = saved
 
     def _send_csms_call(self, pending: Pending) -> None:
         self._send_call(pending, self._send_csms)

@@ -38,6 +38,19 @@ class CoreSettings:
     token_rules: tuple[TokenTypeRule, ...] = DEFAULT_TOKEN_RULES
     default_token_type: str = DEFAULT_TOKEN_TYPE
     keys: KeyTable = field(default_factory=KeyTable.empty)
+    # --- CSMS outages (issue 4) ---
+    outage_mode: str = "ride-through"  # "ride-through": keep chargers connected; "close": close them at once
+    outage_grace: float = 600.0  # seconds of continuous outage after which chargers are closed (OCPP-J §6.3)
+    max_queue: int = 100_000  # queued messages per charger after which a disconnected CSMS closes the charger
+    retry_interval: float = 10.0  # first back-off after a CALLERROR/timeout (2.0.1 MessageAttemptInterval)
+    retry_max: float = 300.0  # back-off cap; a queued message is retried for ever, never dropped
+    boot_retry_interval: int = 60  # BootNotification while the CSMS is down: Pending, retry after this
+    accept_unknown_tokens: bool = False  # offline policy for a token the CSMS never decided about
+    auth_cache_ttl: float = 86_400.0  # how long a CSMS decision without cacheExpiryDateTime is reused offline
+
+    def retry_delay(self, attempts: int) -> float:
+        """Back-off before retry number ``attempts`` (1-based): doubling from retry_interval, capped."""
+        return float(min(self.retry_max, self.retry_interval * 2 ** max(0, attempts - 1)))
 
     def token_type(self, id_tag: str) -> str:
         for rule in self.token_rules:

@@ -38,10 +38,9 @@ class TxRecord:
     seq_no: int = 0  # the seqNo the next TransactionEvent gets (E01: starts at 0, +1 per event)
     charging_state: str | None = None
     ended: bool = False
-    # The latest charger request in this transaction (hash), the TransactionEvent sent for it, and the answer
-    # the charger got: a retry of the same request is answered or re-sent identically, never minted anew.
+    # The latest charger request in this transaction (hash) and the answer the charger got: a retry of the same
+    # request gets the same answer, never a second event.
     last_hash: str | None = None
-    last_event: dict[str, Any] | None = None
     last_answer: dict[str, Any] | None = None
     # The StartTransaction.conf once given: a start repeated after later messages of the transaction (which
     # replaced last_*) is answered with it, never taken for a new transaction.
@@ -68,11 +67,28 @@ class ChargerMeta:
     next_event_id: int = 1  # NotifyEvent eventId
     boot_reason: str | None = None  # BootReasonEnum for the next BootNotification (set by Reset/Trigger)
     boot_accepted: bool = False
+    next_queue_seq: int = 1  # order of this charger's queued upstream messages
+    # idTag -> {"info": 1.6 idTagInfo, "expires": epoch or None}: what the CSMS itself decided about a token,
+    # used only while the CSMS cannot be asked (issue 4: never invent an authorization)
+    auth_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     reset_on_idle: bool = False  # a 2.0.1 Reset OnIdle is waiting for the last transaction to end (B12)
     token_types: dict[str, str] = field(default_factory=dict)  # idToken -> type the CSMS used for it
     remote_starts: list[dict[str, Any]] = field(default_factory=list)  # pending RequestStartTransaction
     connector_status: dict[str, str] = field(default_factory=dict)  # 1.6 connectorId -> last 1.6 status
     connector_errors: dict[str, str] = field(default_factory=dict)  # 1.6 connectorId -> active errorCode
+    # The 2.x requestId of the firmware update / log upload the charger is working on (L01.FR.10, N01.FR.07),
+    # and which 1.6 message carried it ("UpdateFirmware" / "SignedUpdateFirmware", "GetDiagnostics" / "GetLog").
+    firmware_request_id: int | None = None
+    firmware_via: str | None = None
+    log_request_id: int | None = None
+    log_via: str | None = None
+    # Optional 1.6 messages (security whitepaper, PnC tunnel) the charger showed it implements (True) or refused
+    # with NotImplemented/NotSupported (False); absent = not known yet.
+    features: dict[str, bool] = field(default_factory=dict)
+    # Charging profiles the charger accepted, as {"evseId": int, "profile": 2.x ChargingProfileType} (K09).
+    charging_profiles: list[dict[str, Any]] = field(default_factory=list)
+    # Reservations the charger accepted: {"id", "connectorId", "expires" (epoch seconds)} (H01, H04).
+    reservations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,7 +108,37 @@ class ChargerMeta:
             del self.token_types[next(iter(self.token_types))]
 
 
-Record = TxRecord | ChargerMeta
+@dataclass(slots=True)
+class QueuedMessage:
+    """A message the bridge owns the delivery of: acknowledged to the charger, not yet accepted by the CSMS.
+
+    Delivered per charger strictly in ``seq`` order, retried until the CSMS accepts it (2.0.1 E13), and deleted
+    from the store (``delivered``) only then.
+    """
+
+    identity: str
+    seq: int
+    action: str
+    payload: dict[str, Any]
+    created: float
+    key: str | None = None  # coalescing key: a newer message with the same key replaces this one (StatusNotif.)
+    local_id: int | None = None  # the transaction it belongs to, if any
+    attempts: int = 0
+    delivered: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def snapshot(self) -> QueuedMessage:
+        return dataclasses.replace(self)
+
+
+Record = TxRecord | ChargerMeta | QueuedMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +147,7 @@ class ChargerState:
 
     meta: ChargerMeta
     transactions: tuple[TxRecord, ...] = ()  # open ones plus the most recent closed ones
+    queue: tuple[QueuedMessage, ...] = ()  # undelivered messages, in seq order
 
     @classmethod
     def empty(cls, identity: str) -> ChargerState:

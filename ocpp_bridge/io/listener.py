@@ -10,6 +10,7 @@ handshake completes without a Sec-WebSocket-Protocol header and the connection i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Final
 
 import orjson
 from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -31,12 +33,13 @@ from ..core.passthrough import PassthroughSession
 from ..core.rpc import Version
 from ..core.session import TranslatingSession
 from ..core.settings import CoreSettings
-from ..store import StateStore
+from ..store import StateStore, StoreError
 from .handshake import HandshakeRefused, choose_version, identity_from_path
-from .runner import Core, SessionRunner, Tap
+from .runner import Core, RideThrough, SessionRunner, Tap
 from .upstream import MAX_FRAME, open_upstream
 
 UNSUPPORTED_SUBPROTOCOL_CLOSE: Final = 1002  # protocol error: no OCPP version in common
+LEASE_RENEWAL: Final = 1.0  # seconds between lease renewals (a taken-over session ends within about this)
 
 
 @dataclass(slots=True)
@@ -47,6 +50,7 @@ class _Prepared:
     charger_version: Version | None
     upstream_version: Version | None = None
     upstream: ClientConnection | None = None
+    owner: str = ""  # this session's claim on the charger (unique per session)
 
 
 @dataclass(slots=True)
@@ -59,9 +63,14 @@ class Bridge:
     server: Server | None = None
     _prepared: dict[ServerConnection, _Prepared] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    replica_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    draining: bool = False
+    flags: dict[str, object] = field(default_factory=dict)  # the command-line values, kept for SIGHUP reloads
 
     async def start(self) -> None:
         await self.store.open()
+        telemetry.TELEMETRY.gauges.update(queue_depth=self._queue_depth, queue_age=self._queue_age,
+                                          ledger=self._open_transactions)
         for version in (Version.V16, Version.V201, Version.V21):
             validate.warm(version)  # compile every schema now, not on a charger's first frame
         host, port = self.settings.listen_address
@@ -83,8 +92,40 @@ class Bridge:
         assert self.server is not None
         return int(self.server.sockets[0].getsockname()[1])
 
+    def _translating(self) -> list[TranslatingSession]:
+        return [r.core for r in list(self.sessions.values()) if isinstance(r.core, TranslatingSession)]
+
+    def _queue_depth(self) -> list[tuple[float, dict[str, str]]]:
+        return [(float(sum(len(s.outbox) for s in self._translating())), {})]
+
+    def _queue_age(self) -> list[tuple[float, dict[str, str]]]:
+        return [(max((s.outbox.oldest_age() for s in self._translating()), default=0.0), {})]
+
+    def _open_transactions(self) -> list[tuple[float, dict[str, str]]]:
+        return [(float(sum(len(s.ledger.open_transactions()) for s in self._translating())), {})]
+
+    def reload(self, settings: Settings, core_settings: CoreSettings) -> None:
+        """SIGHUP: new mappings, limits and timeouts for new and running sessions; no session is closed."""
+        self.settings = settings
+        self.core_settings = core_settings
+        for session in self._translating():
+            session.reconfigure(core_settings)
+        telemetry.TELEMETRY.debug_identities = frozenset(settings.debug_identities)
+        telemetry.event("bridge.reloaded", sessions=len(self.sessions))
+
+    async def _readiness(self) -> Response:
+        problems = []
+        if self.draining:
+            problems.append("draining")
+        if not await self.store.ping():
+            problems.append("state store unreachable")
+        status = HTTPStatus.SERVICE_UNAVAILABLE if problems else HTTPStatus.OK
+        return _json(status, {"status": "not ready" if problems else "ready", "problems": problems,
+                              "sessions": len(self.sessions)})
+
     async def stop(self) -> None:
         """Stop accepting, close every charger with 1001 (so it reconnects elsewhere), close the store."""
+        self.draining = True
         if self.server is not None:
             self.server.close(close_connections=True)
             await self.server.wait_closed()
@@ -94,8 +135,11 @@ class Bridge:
     # --- handshake -------------------------------------------------------------------------------
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?", 1)[0] == "/healthz":
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":  # liveness: the process is up and serving its event loop
             return _json(HTTPStatus.OK, {"status": "ok", "sessions": len(self.sessions)})
+        if path == "/readyz":  # readiness: listening, not draining, and the state store answers
+            return await self._readiness()
         if not _is_upgrade(request):
             return None  # not a WebSocket upgrade: websockets answers 426; the CSMS is never contacted
         try:
@@ -110,6 +154,13 @@ class Bridge:
             telemetry.event("handshake.refused", path=request.path[:100], status=refused.status,
                             reason=refused.reason)
             return _json(HTTPStatus(refused.status), {"error": refused.reason})
+        if prepared.upstream is not None:
+            prepared.owner = f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
+            try:  # the CSMS accepted the credentials: now take the charger over from any other session
+                await self.store.claim(identity, prepared.owner)
+            except StoreError as exc:
+                await prepared.upstream.close(1011, "state store unavailable")
+                return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"state store unavailable: {exc}"})
         if connection.state is not State.CONNECTING or connection.transport.is_closing():
             # The charger gave up while the CSMS was answering: no handler will ever run for it.
             assert prepared.upstream is not None
@@ -154,16 +205,47 @@ class Bridge:
         if previous is not None:  # the newest connection wins; the old socket is most likely half-open
             telemetry.event("session.replaced", identity=identity)
             await previous.close(1001, "replaced by a new connection")
-        runner = SessionRunner(identity, self._core(prepared), connection, prepared.upstream, self.store, self.tap)
+            with contextlib.suppress(TimeoutError):  # let it finish writing before this one loads the state
+                await asyncio.wait_for(previous.finished.wait(), 5)
+        runner = SessionRunner(identity, self._core(prepared), connection, prepared.upstream, self.store, self.tap,
+                               self._ride_through(prepared, connection))
         self.sessions[identity] = runner
         telemetry.event("session.open", identity=identity, protocol=prepared.charger_version.value,
                         upstream_protocol=prepared.upstream_version.value if prepared.upstream_version else None)
+        telemetry.TELEMETRY.session(True, prepared.charger_version.value)
+        keeper = asyncio.create_task(self._keep_lease(runner, prepared.owner))
         try:
             await runner.run()
         finally:
+            keeper.cancel()
+            await self.store.release(identity, prepared.owner)
             if self.sessions.get(identity) is runner:
                 del self.sessions[identity]
+            telemetry.TELEMETRY.session(False, prepared.charger_version.value)
             telemetry.event("session.closed", identity=identity)
+
+    async def _keep_lease(self, runner: SessionRunner, owner: str) -> None:
+        """Renew this session's claim; when another replica took the charger over, end this session."""
+        while True:
+            await asyncio.sleep(LEASE_RENEWAL)
+            if not await self.store.renew(runner.identity, owner):
+                telemetry.event("session.taken_over", identity=runner.identity)
+                await runner.close(1001, "the charger connected to another bridge instance")
+                return
+
+    def _ride_through(self, prepared: _Prepared, connection: ServerConnection) -> RideThrough | None:
+        """Translated sessions outlive their upstream link (issue 4); a 2.x charger keeps its own queue."""
+        if prepared.charger_version is not Version.V16 or self.settings.outage_mode != "ride-through":
+            return None
+        assert prepared.upstream_version is not None
+        protocols = [prepared.upstream_version.value]  # the session's schemas are fixed: same version again
+        authorization = connection.request.headers.get("Authorization") if connection.request else None
+
+        async def reconnect() -> Connection:
+            return await open_upstream(self.settings.upstream, prepared.identity, protocols, authorization,
+                                       self.settings.open_timeout)
+
+        return RideThrough(reconnect, self.settings.reconnect_min, self.settings.reconnect_max)
 
     def _core(self, prepared: _Prepared) -> Core:
         assert prepared.upstream_version is not None and prepared.charger_version is not None

@@ -5,16 +5,25 @@ A single task owns the session (an actor): readers only put events into a bounde
 at a time, the commands of one event run to completion before the next event (a Persist has reached the store
 before the answer that depends on it is sent), and a full inbox stops reading (TCP back-pressure) instead of
 buffering without bound.
+
+The upstream link has a life of its own (issue 4): when the CSMS goes away while the charger stays connected,
+the core is told (UpstreamLost) and keeps serving the charger from its durable queue, while this runner
+reconnects with capped exponential back-off and jitter, so a CSMS restart does not bring every charger back in
+the same second. When the store refuses a write, no answer of that event that depended on it reaches the
+charger as a success: it gets CALLERROR InternalError (and retries), and the core writes the records again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+import orjson
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
@@ -28,13 +37,17 @@ from ..core.events import (
     FrameFromCharger,
     FrameFromCsms,
     Persist,
+    PersistFailed,
     ScheduleWakeup,
     SendToCharger,
     SendToCsms,
     SessionStarted,
     Tick,
+    UpstreamConnected,
+    UpstreamLost,
 )
 from ..store import StateStore, StoreError
+from .handshake import HandshakeRefused
 
 INBOX_SIZE: Final = 64
 # Close codes an upstream closure may hand on to the charger unchanged (RFC 6455 §7.4.1); others become 1001.
@@ -48,6 +61,20 @@ class Core(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RideThrough:
+    """How to get the upstream back while the charger stays connected (absent: close the charger instead)."""
+
+    reconnect: Callable[[], Awaitable[Connection]]
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Equal jitter: half the doubled back-off fixed, half random (never 0, never in lock-step)."""
+        ceiling = float(min(self.backoff_max, self.backoff_min * 2 ** max(0, attempt - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
 class _Closed:
     side: str
     code: int | None
@@ -56,20 +83,21 @@ class _Closed:
 
 class SessionRunner:
     def __init__(self, identity: str, core: Core, charger: Connection, csms: Connection, store: StateStore,
-                 tap: Tap | None = None) -> None:
+                 tap: Tap | None = None, ride_through: RideThrough | None = None) -> None:
         self.identity = identity
         self.core = core
         self.charger = charger
-        self.csms = csms
+        self.csms: Connection | None = csms
         self.store = store
         self.tap = tap
+        self.ride_through = ride_through
         self.connected_at = time.time()
         self._inbox: asyncio.Queue[Event | _Closed] = asyncio.Queue(INBOX_SIZE)
         self._timer: asyncio.TimerHandle | None = None
+        self.finished = asyncio.Event()
 
     async def run(self) -> None:
-        readers = [asyncio.create_task(self._read(self.charger, "charger")),
-                   asyncio.create_task(self._read(self.csms, "csms"))]
+        tasks = [asyncio.create_task(self._read_charger()), asyncio.create_task(self._upstream(self.csms))]
         closed: _Closed | None = None
         try:
             state = await self.store.load(self.identity)
@@ -80,8 +108,7 @@ class SessionRunner:
                     closed = item
                     break
                 await self._execute(self.core.feed(item))
-        except StoreError as exc:
-            # Nothing that depended on the failed write was sent; the charger retries after reconnecting.
+        except StoreError as exc:  # the charger's state cannot even be read: it retries after reconnecting
             telemetry.event("store.error", identity=self.identity, error=str(exc))
             await self.charger.close(1011, "state store unavailable")
         except ConnectionClosed:
@@ -89,44 +116,106 @@ class SessionRunner:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            for task in readers:
+            for task in tasks:
                 task.cancel()
             await self._close_other_side(closed)
+            self.finished.set()
 
-    async def _read(self, connection: Connection, side: str) -> None:
-        kind = FrameFromCharger if side == "charger" else FrameFromCsms
+    # --- the two sockets ---------------------------------------------------------------------------
+
+    async def _read_charger(self) -> None:
         try:
-            async for message in connection:
-                if self.tap is not None:
-                    self.tap(f"{side}>bridge", message if isinstance(message, str) else message.decode())
-                await self._inbox.put(kind(message, time.time()))
+            async for message in self.charger:
+                self._tap("charger>bridge", message)
+                await self._inbox.put(FrameFromCharger(message, time.time()))
         except ConnectionClosed:
             pass
-        code = connection.close_code
-        await self._inbox.put(_Closed(side, code, connection.close_reason or ""))
+        await self._inbox.put(_Closed("charger", self.charger.close_code, self.charger.close_reason or ""))
+
+    async def _upstream(self, connection: Connection | None) -> None:
+        """Read the CSMS; when it goes away, ride through (reconnect) or end the session."""
+        while connection is not None:
+            try:
+                async for message in connection:
+                    self._tap("csms>bridge", message)
+                    await self._inbox.put(FrameFromCsms(message, time.time()))
+            except ConnectionClosed:
+                pass
+            self.csms = None
+            if self.ride_through is None:
+                await self._inbox.put(_Closed("csms", connection.close_code, connection.close_reason or ""))
+                return
+            telemetry.event("upstream.closed", identity=self.identity, code=connection.close_code)
+            await self._inbox.put(UpstreamLost(time.time()))
+            connection = await self._reconnect(self.ride_through)
+
+    async def _reconnect(self, ride: RideThrough) -> Connection | None:
+        attempt = 0
+        while True:
+            attempt += 1
+            await asyncio.sleep(ride.delay(attempt))
+            try:
+                connection = await ride.reconnect()
+            except HandshakeRefused as refused:
+                telemetry.event("upstream.reconnect_failed", identity=self.identity, attempt=attempt,
+                                status=refused.status, reason=refused.reason)
+                if refused.status in (401, 403, 404):  # the CSMS no longer accepts this station: stop riding
+                    await self._inbox.put(_Closed("csms", 1008, f"CSMS refused the station ({refused.status})"))
+                    return None
+                continue
+            self.csms = connection
+            telemetry.event("upstream.reconnected", identity=self.identity, attempt=attempt)
+            await self._inbox.put(UpstreamConnected(time.time()))
+            return connection
+
+    # --- commands ----------------------------------------------------------------------------------
 
     async def _execute(self, commands: list[Command]) -> None:
+        store_failed = False
         for command in commands:
             if isinstance(command, SendToCharger):
-                self._tap("bridge>charger", command.text)
-                await self.charger.send(command.text)
+                text = _refuse_result(command.text) if store_failed else command.text
+                self._tap("bridge>charger", text)
+                await self.charger.send(text)
             elif isinstance(command, SendToCsms):
-                self._tap("bridge>csms", command.text)
-                await self.csms.send(command.text)
+                await self._send_csms(command.text)
             elif isinstance(command, Persist):
-                await self.store.apply(command.records)
+                if not await self._persist(command):
+                    store_failed = True
             elif isinstance(command, ScheduleWakeup):
                 self._schedule(command.at)
             elif isinstance(command, Emit):
                 telemetry.event(command.kind, **command.fields)
             elif isinstance(command, CloseCharger):
                 await self.charger.close(command.code, command.reason)
-            elif isinstance(command, CloseCsms):
+            elif isinstance(command, CloseCsms) and self.csms is not None:
                 await self.csms.close(command.code, command.reason)
 
-    def _tap(self, direction: str, text: str) -> None:
+    async def _send_csms(self, text: str) -> None:
+        if self.csms is None:  # e.g. an answer to a CSMS call whose connection has gone: nobody to tell
+            telemetry.event("frame.dropped", identity=self.identity, side="csms", reason="upstream down")
+            return
+        self._tap("bridge>csms", text)
+        with contextlib.suppress(ConnectionClosed):  # the reader notices; queued messages are sent again
+            await self.csms.send(text)
+
+    async def _persist(self, command: Persist) -> bool:
+        try:
+            await self.store.apply(command.records)
+        except StoreError as exc:
+            telemetry.event("store.error", identity=self.identity, error=str(exc), records=len(command.records))
+            # The core keeps the records and writes them again with its next write.
+            await self._execute(self.core.feed(PersistFailed(time.time(), command.records)))
+            return False
+        return True
+
+    def _tap(self, direction: str, text: str | bytes) -> None:
+        if self.tap is None and not telemetry.TELEMETRY.debug_identities:
+            return
+        shown = text if isinstance(text, str) else text.decode("utf-8", "replace")
         if self.tap is not None:
-            self.tap(direction, text)
+            self.tap(direction, shown)
+        telemetry.frame(self.identity, direction, shown)
 
     def _schedule(self, at: float) -> None:
         if self._timer is not None:
@@ -150,8 +239,17 @@ class SessionRunner:
             telemetry.event("session.charger_closed", identity=self.identity,
                             code=closed.code if closed else None)
             await self.charger.close(1001, "session ended")
-        await self.csms.close(1000, "charger disconnected")
+        if self.csms is not None:
+            await self.csms.close(1000, "charger disconnected")
 
     async def close(self, code: int, reason: str) -> None:
         """Close the charger side; the session then winds down and closes upstream."""
         await self.charger.close(code, reason)
+
+
+def _refuse_result(text: str) -> str:
+    """A CALLRESULT whose state could not be stored becomes CALLERROR InternalError: the charger retries."""
+    if not text.startswith("[3,"):
+        return text
+    unique_id = orjson.loads(text)[1]
+    return orjson.dumps([4, unique_id, "InternalError", "state store unavailable, try again", {}]).decode()

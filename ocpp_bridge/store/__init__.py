@@ -31,9 +31,24 @@ class StateStore(Protocol):
 
     async def close(self) -> None: ...
 
+    # Ownership of a charger across replicas: one live session per identity. ``owner`` is unique per session.
+    async def claim(self, identity: str, owner: str) -> None:
+        """Take the charger over; return once a previous owner has let go (or its lease expired)."""
+        ...
+
+    async def renew(self, identity: str, owner: str) -> bool:
+        """``False`` when another session has taken the charger over."""
+        ...
+
+    async def release(self, identity: str, owner: str) -> None: ...
+
 
 def open_store(spec: str, durability: str = "normal") -> StateStore:
-    """A store for a ``--state`` value: a file path (SQLite)."""
+    """A store for a ``--state`` value: ``redis://host:port/db`` (shared by replicas) or a file path (SQLite)."""
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisStore
+
+        return RedisStore(spec)
     from .sqlite import SqliteStore
 
     return SqliteStore(spec, durability)

@@ -16,7 +16,7 @@ from typing import Final
 import orjson
 
 from ..core.ledger import KEEP_CLOSED
-from ..core.state import ChargerMeta, ChargerState, Record, TxRecord
+from ..core.state import ChargerMeta, ChargerState, QueuedMessage, Record, TxRecord
 from . import StoreError
 
 _SCHEMA: Final = """
@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS tx (
 );
 CREATE INDEX IF NOT EXISTS tx_by_state ON tx (identity, ended, local_id);
 CREATE UNIQUE INDEX IF NOT EXISTS tx_by_uuid ON tx (identity, tx_id);
+CREATE TABLE IF NOT EXISTS queue (
+    identity TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (identity, seq)
+);
 """
 _DURABILITY: Final = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 
@@ -68,11 +74,14 @@ class SqliteStore:
             closed_rows = self.db.execute(
                 "SELECT data FROM tx WHERE identity = ? AND ended = 1 ORDER BY local_id DESC LIMIT ?",
                 (identity, KEEP_CLOSED)).fetchall()
+            queue_rows = self.db.execute(
+                "SELECT data FROM queue WHERE identity = ? ORDER BY seq", (identity,)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read state of {identity}: {exc}") from exc
         meta = ChargerMeta.from_dict(orjson.loads(row[0])) if row else ChargerMeta(identity)
         records = tuple(TxRecord.from_dict(orjson.loads(r[0])) for r in (*open_rows, *closed_rows))
-        return ChargerState(meta, records)
+        queue = tuple(QueuedMessage.from_dict(orjson.loads(r[0])) for r in queue_rows)
+        return ChargerState(meta, records, queue)
 
     async def apply(self, records: Sequence[Record]) -> None:
         db = self.db
@@ -80,7 +89,13 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             for record in records:
                 data = orjson.dumps(record.to_dict())
-                if isinstance(record, TxRecord):
+                if isinstance(record, QueuedMessage):
+                    if record.delivered:
+                        db.execute("DELETE FROM queue WHERE identity = ? AND seq = ?", (record.identity, record.seq))
+                    else:
+                        db.execute("INSERT INTO queue (identity, seq, data) VALUES (?, ?, ?) ON CONFLICT (identity, "
+                                   "seq) DO UPDATE SET data = excluded.data", (record.identity, record.seq, data))
+                elif isinstance(record, TxRecord):
                     db.execute(
                         "INSERT INTO tx (identity, local_id, tx_id, ended, data) VALUES (?, ?, ?, ?, ?) "
                         "ON CONFLICT (identity, local_id) DO UPDATE SET ended = excluded.ended, data = excluded.data",
@@ -103,6 +118,19 @@ class SqliteStore:
 
     async def count_transactions(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM tx").fetchone()[0])
+
+    async def queue_depth(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    # One process owns the file: ownership across sessions is the listener's (one session per identity).
+    async def claim(self, identity: str, owner: str) -> None:
+        return None
+
+    async def renew(self, identity: str, owner: str) -> bool:
+        return True
+
+    async def release(self, identity: str, owner: str) -> None:
+        return None
 
     async def close(self) -> None:
         if self._db is not None:

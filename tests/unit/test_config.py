@@ -85,3 +85,30 @@ def test_token_type_rules_come_first() -> None:
 def test_cli_reports_bad_settings_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--upstream", "ftp://nope", "--listen", "127.0.0.1:0"]) == 2
     assert "setting 'upstream'" in capsys.readouterr().err
+
+
+def test_check_config_prints_effective_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    path = write(tmp_path, 'upstream = "ws://csms/ocpp"\nlisten = "127.0.0.1:9100"\n')
+    assert main(["check-config", "--config", str(path)]) == 0
+    out = capsys.readouterr()
+    effective = json.loads(out.out)
+    assert effective["listen"] == "127.0.0.1:9100" and effective["upstream"] == "ws://csms/ocpp"
+    assert "configuration is valid" in out.err
+
+
+def test_check_config_names_the_bad_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, 'upstream = "ws://csms/ocpp"\noutage_mode = "panic"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "'outage_mode'" in capsys.readouterr().err
+
+
+def test_masking_of_secret_looking_settings() -> None:
+    from ocpp_bridge.reference import masked, secret_settings
+
+    settings = config.load(upstream="ws://x/o", default_token_type="Central")
+    shown = masked(settings)
+    assert shown["upstream"] == "ws://x/o" and shown["default_token_type"] == "Central"  # not secrets
+    for name in secret_settings():
+        assert shown[name] in ("***", None, "", [], {})

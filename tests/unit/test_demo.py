@@ -6,6 +6,7 @@ translation it promises appears in the transcript) and keep its failure clean (e
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from ocpp_bridge import demo
+from ocpp_bridge.core.rpc import Version
 from ocpp_bridge.demo import run_demo
 
 KEY_TRANSLATIONS = (
@@ -93,3 +95,52 @@ def test_demo_times_out_with_a_reason(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert run_demo() == 1
     assert "timed out after 1.5 s (last exchange through the bridge: #11 RemoteStartTransaction" \
         in capsys.readouterr().err
+
+
+def test_queued_deliveries_are_shown_with_the_charger_call_they_came_from() -> None:
+    """The bridge answers the charger once it has stored a message and delivers it afterwards, in order, maybe
+    after the charger's next call or in the middle of a CSMS-initiated exchange; the transcript still pairs each
+    delivery (and its retries) with the 1.6 call it came from."""
+    transcript = demo.Transcript()
+
+    def frame(direction: str, *parts: Any) -> None:
+        transcript.record(direction, json.dumps(list(parts)))
+
+    def updated(stamp: str, trigger: str) -> dict[str, Any]:
+        return {"eventType": "Updated", "timestamp": stamp, "triggerReason": trigger, "seqNo": 1,
+                "transactionInfo": {"transactionId": "tx-1"}}
+
+    frame("charger>bridge", 2, "c1", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                            "status": "Charging", "timestamp": "2024-05-01T10:00:00Z"})
+    frame("bridge>charger", 3, "c1", {})
+    frame("bridge>csms", 2, "u1", "StatusNotification", {"timestamp": "2024-05-01T10:00:00.000Z",
+                                                         "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1})
+    frame("charger>bridge", 2, "c2", "MeterValues", {"connectorId": 1, "transactionId": 1, "meterValue": [
+        {"timestamp": "2024-05-01T10:01:00Z", "sampledValue": [{"value": "10"}]}]})
+    frame("bridge>charger", 3, "c2", {})
+    frame("csms>bridge", 3, "u1", {})
+    frame("bridge>csms", 2, "u2", "TransactionEvent", updated("2024-05-01T10:00:00.000Z", "ChargingStateChanged"))
+    frame("csms>bridge", 4, "u2", "InternalError", "", {})
+    frame("csms>bridge", 2, "s1", "RequestStopTransaction", {"transactionId": "tx-1"})
+    frame("bridge>charger", 2, "b1", "RemoteStopTransaction", {"transactionId": 1})
+    frame("bridge>csms", 2, "u3", "TransactionEvent", updated("2024-05-01T10:00:00.000Z", "ChargingStateChanged"))
+    frame("csms>bridge", 3, "u3", {})
+    frame("bridge>csms", 2, "u4", "TransactionEvent", updated("2024-05-01T10:01:00.000Z", "MeterValuePeriodic"))
+    frame("charger>bridge", 3, "b1", {"status": "Accepted"})
+    frame("bridge>csms", 3, "s1", {"status": "Accepted"})
+    frame("csms>bridge", 3, "u4", {})
+
+    exchanges = transcript.exchanges()
+    assert [e.title() for e in exchanges] == [
+        "StatusNotification -> StatusNotification + TransactionEvent(Updated)",
+        "MeterValues -> TransactionEvent(Updated)",
+        "RemoteStopTransaction <- RequestStopTransaction   [CSMS-initiated]",
+    ]
+    assert [[f[1] for _, f in e.frames] for e in exchanges] == [
+        ["c1", "c1", "u1", "u1", "u2", "u2", "u3", "u3"],  # the refused event and its retry stay with the status
+        ["c2", "c2", "u4", "u4"],
+        ["s1", "b1", "b1", "s1"],
+    ]
+    lines = transcript.render(Version.V201, 160)
+    assert sum("CALLRESULT, once stored" in line for line in lines) == 2
+    assert sum("CALL, from the queue" in line for line in lines) == 4

@@ -1,5 +1,5 @@
-"""CSMS-initiated Core operations carried down to a 1.6 charger (mapping reference §2.2, §3.6), and the firmware /
-diagnostics notifications a trigger can cause (§2.1)."""
+"""CSMS-initiated Core operations carried down to a 1.6 charger (mapping reference §2.2, §3.6). The firmware /
+diagnostics notifications a trigger can cause are tested in test_firmware.py and test_logs.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocpp_bridge.core.events import Persist, SendToCharger
+from ocpp_bridge.core.events import Emit, Persist, SendToCharger, SendToCsms
 from ocpp_bridge.core.rpc import Version
 from ocpp_bridge.core.state import ChargerMeta, ChargerState, TxRecord
 from ocpp_bridge.core.translate.remote import MAX_PENDING_REMOTE_STARTS
@@ -86,7 +86,9 @@ def test_a_rejected_remote_start_is_forgotten() -> None:
     pb.charger_answers(call, {"status": "Rejected"})
     assert pb.csms_receives_result(uid) == {"status": "Rejected"}
     assert pb.session.meta.remote_starts == []
-    assert isinstance(pb.commands[-2], Persist)  # the removal is durable before the CSMS hears Rejected
+    # the removal is durable before the CSMS hears Rejected
+    effects = [c for c in pb.commands if not isinstance(c, Emit)]
+    assert isinstance(effects[-2], Persist) and isinstance(effects[-1], SendToCsms)
     # a later local start with the same tag is not mistaken for the remote one
     pb.charger_sends("StartTransaction", {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 0,
                                           "timestamp": "2024-05-01T10:00:00Z"})
@@ -455,8 +457,7 @@ def test_triggers_the_bridge_rejects(request_: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("upstream", "wanted"), [
-    (Version.V201, "SignChargingStationCertificate"),
-    (Version.V201, "SignV2GCertificate"),
+    # SignChargingStationCertificate and SignV2GCertificate are carried (tests/unit/test_security.py)
     (Version.V201, "SignCombinedCertificate"),
     (Version.V201, "PublishFirmwareStatusNotification"),  # F06.FR.08
     (Version.V21, "SignV2G20Certificate"),
@@ -496,46 +497,6 @@ def test_clear_cache_timeout_and_invalid_answer() -> None:
     uid, call = _ask(pb, "ClearCache", {}, "ClearCache")
     pb.charger_answers(call, {"status": "Unknown"})
     pb.csms_receives_error("InternalError", uid)
-
-
-# --- FirmwareStatusNotification / DiagnosticsStatusNotification (charger -> CSMS) --------------------------------
-
-
-@BOTH
-@pytest.mark.parametrize("status", ["Downloaded", "DownloadFailed", "Downloading", "Idle", "InstallationFailed",
-                                    "Installing", "Installed"])
-def test_firmware_status_notification(upstream: Version, status: str) -> None:
-    pb = Playbook.translated(upstream)
-    uid = pb.charger_sends("FirmwareStatusNotification", {"status": status})
-    call = pb.csms_receives("FirmwareStatusNotification")
-    assert call.payload == {"status": status}
-    pb.nothing_pending()  # the charger hears nothing before the CSMS answered
-    pb.csms_answers(call, {})
-    assert pb.charger_receives_result(uid) == {}
-
-
-@BOTH
-@pytest.mark.parametrize(("status", "expected"), [
-    ("Idle", "Idle"), ("Uploaded", "Uploaded"), ("Uploading", "Uploading"), ("UploadFailed", "UploadFailure"),
-])
-def test_diagnostics_status_becomes_log_status(upstream: Version, status: str, expected: str) -> None:
-    pb = Playbook.translated(upstream)
-    uid = pb.charger_sends("DiagnosticsStatusNotification", {"status": status})
-    call = pb.csms_receives("LogStatusNotification")
-    assert call.payload == {"status": expected}
-    pb.csms_answers(call, {})
-    assert pb.charger_receives_result(uid) == {}
-
-
-def test_notification_failures_reach_the_charger() -> None:
-    pb = Playbook.translated()
-    uid = pb.charger_sends("DiagnosticsStatusNotification", {"status": "Uploading"})
-    pb.csms_fails(pb.csms_receives("LogStatusNotification"), "InternalError", "down")
-    pb.charger_receives_error("InternalError", uid)
-    uid = pb.charger_sends("FirmwareStatusNotification", {"status": "Installing"})
-    pb.csms_receives("FirmwareStatusNotification")
-    pb.advance(25)
-    pb.charger_receives_error("InternalError", uid)
 
 
 # --- any schema-valid request: one well-formed answer, no bug -------------------------------------------------

@@ -139,13 +139,26 @@ def test_invalid_csms_result_on_2_1_gets_a_callresulterror() -> None:
     pb.nothing_pending()
 
 
-def test_invalid_transaction_event_result_is_not_a_fake_acceptance() -> None:
-    pb = Playbook.translated()
+@pytest.mark.parametrize("upstream", [Version.V201, Version.V21])
+def test_invalid_transaction_event_result_is_not_a_fake_acceptance(upstream: Version) -> None:
+    pb = Playbook.translated(upstream)
     uid = pb.charger_sends("StartTransaction", {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 0,
                                                 "timestamp": "2024-05-01T10:00:00Z"})
-    pb.csms_answers(pb.csms_receives("TransactionEvent"), {"idTokenInfo": {"status": "Yes"}})
-    pb.charger_receives_error("InternalError", uid)
+    event = pb.csms_receives("TransactionEvent")
+    pb.csms_answers(event, {"idTokenInfo": {"status": "Yes"}})
+    assert "frame.invalid" in pb.emitted_kinds()
+    if upstream is Version.V21:  # 21P4 §4.2.3: the CSMS hears that its CALLRESULT was unusable
+        rejection = pb.to_csms.pop(0)
+        assert rejection.raw[:3] == [5, event.unique_id, "PropertyConstraintViolation"]
+    # the transaction is stored and stays: the charger gets its id, but no acceptance the CSMS did not give
+    assert pb.charger_receives_result(uid) == {"transactionId": 1, "idTagInfo": {"status": "Invalid"}}
     pb.nothing_pending()
+    retry = [e for e in pb.emitted if e.kind == "queue.retry"]
+    assert [(e.fields["action"], e.fields["attempts"]) for e in retry] == [("TransactionEvent", 1)]
+    pb.advance(CoreSettings().retry_delay(1))  # an invalid answer is no answer: the event is sent again
+    again = pb.csms_receives("TransactionEvent")
+    assert again.payload == event.payload
+    assert again.unique_id != event.unique_id
 
 
 def test_malformed_csms_result_frame() -> None:

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from ocpp_bridge.core.events import Persist, SendToCharger, SendToCsms
 from ocpp_bridge.core.rpc import Version
+from ocpp_bridge.core.settings import CoreSettings
+from ocpp_bridge.core.state import QueuedMessage, TxRecord
 from tests.playbook import Frame, Playbook
 
 STAMP = "2024-05-01T10:00:00+02:00"
@@ -220,19 +223,65 @@ def test_station_error_and_availability_share_one_notify_event() -> None:
     assert "evse" not in calls[0].payload["eventData"][1]["component"]
 
 
-def test_csms_error_on_status_is_relayed() -> None:
+def _retried(pb: Playbook, failed: Frame, attempt: int = 1) -> Frame:
+    """A failed delivery: no frame for the charger, a queue.retry, and after the back-off the identical message."""
+    assert not pb.to_charger
+    retry = [e for e in pb.emitted if e.kind == "queue.retry"][-1]
+    assert (retry.fields["action"], retry.fields["attempts"]) == (failed.action, attempt)
+    delay = CoreSettings().retry_delay(attempt)
+    assert retry.fields["delay"] == delay
+    pb.advance(delay - 0.5)
+    assert not pb.to_csms  # not before the back-off elapsed
+    pb.advance(0.5)
+    again = pb.csms_receives(failed.action)
+    assert again.payload == failed.payload
+    assert again.unique_id != failed.unique_id
+    return again
+
+
+def test_status_is_answered_once_stored_and_a_csms_error_is_retried_not_relayed() -> None:
     pb = Playbook.translated()
     uid = pb.charger_sends("StatusNotification", _status())
-    pb.csms_fails(pb.csms_receives("StatusNotification"), "FormatViolation", "bad")
-    pb.charger_receives_error("FormationViolation", uid)
+    assert pb.charger_receives_result(uid) == {}  # stored: the bridge owns its delivery from now on
+    assert [r.action for r in pb.persisted if isinstance(r, QueuedMessage)] == ["StatusNotification"]
+    call = pb.csms_receives("StatusNotification")
+    pb.csms_fails(call, "FormatViolation", "bad")
+    again = _retried(pb, call)
+    pb.csms_fails(again, "InternalError")
+    again = _retried(pb, again, attempt=2)
+    pb.csms_answers(again, {})
     pb.nothing_pending()
+    assert not pb.session.outbox.items
 
 
-def test_csms_error_on_the_follow_up_event_is_relayed() -> None:
+def test_csms_error_on_the_follow_up_event_is_retried_with_the_same_seq_no() -> None:
+    pb = Playbook.translated()
+    _, tx_id = pb.start()
+    uid = pb.charger_sends("StatusNotification", _status(status="Charging"))
+    assert pb.charger_receives_result(uid) == {}
+    pb.csms_answers(pb.csms_receives("StatusNotification"), {})
+    event = pb.csms_receives("TransactionEvent")
+    assert event.payload["seqNo"] == 1
+    pb.csms_fails(event, "InternalError")
+    again = _retried(pb, event)
+    assert again.payload["transactionInfo"] == {"transactionId": tx_id, "chargingState": "Charging"}
+    pb.csms_answers(again, {})
+    pb.nothing_pending()
+    # the next event of the transaction continues the numbering: the retry did not spend a seqNo
+    pb.charger_sends("StatusNotification", _status(status="SuspendedEV"))
+    pb.charger_receives_result()
+    assert [c.payload.get("seqNo") for c in _upstream(pb)] == [None, 2]
+
+
+def test_status_and_what_it_became_are_stored_in_one_write_before_the_answer() -> None:
     pb = Playbook.translated()
     pb.start()
-    uid = pb.charger_sends("StatusNotification", _status(status="Charging"))
-    pb.csms_answers(pb.csms_receives("StatusNotification"), {})
-    pb.csms_fails(pb.csms_receives("TransactionEvent"), "InternalError")
-    pb.charger_receives_error("InternalError", uid)
-    pb.nothing_pending()
+    uid = pb.charger_sends("StatusNotification", _status(status="Faulted", error="GroundFailure"))
+    answer = next(i for i, c in enumerate(pb.commands) if isinstance(c, SendToCharger) and f'"{uid}"' in c.text)
+    writes = [c for c in pb.commands[:answer] if isinstance(c, Persist)]
+    last = writes[-1]
+    assert [(r.action, r.payload.get("eventType")) for r in last.records if isinstance(r, QueuedMessage)] == [
+        ("StatusNotification", None), ("TransactionEvent", "Updated"), ("NotifyEvent", None)]
+    assert any(isinstance(r, TxRecord) and r.charging_state == "SuspendedEVSE" for r in last.records)
+    assert not any(isinstance(c, SendToCsms) for c in pb.commands[pb.commands.index(last):answer])
+    assert pb.charger_receives_result(uid) == {}

@@ -18,37 +18,6 @@ def tx(identity: str, local_id: int, ended: bool = False) -> TxRecord:
                     started_at="2024-01-01T00:00:00.000Z", start_hash=f"h{local_id}", ended=ended, seq_no=3)
 
 
-async def test_round_trip_and_isolation(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
-    await store.open()
-    meta = ChargerMeta("A", next_local_id=4, token_types={"T": "Central"})
-    await store.apply([meta, tx("A", 1), tx("A", 2, ended=True), tx("B", 1)])
-    state = await store.load("A")
-    assert state.meta == meta
-    assert {(r.identity, r.local_id, r.ended) for r in state.transactions} == {("A", 1, False), ("A", 2, True)}
-    assert (await store.load("nobody")).meta == ChargerMeta("nobody")
-    await store.close()
-    reopened = SqliteStore(tmp_path / "s.db")
-    await reopened.open()
-    assert (await reopened.load("B")).transactions[0].tx_id == "B-1"
-    await reopened.close()
-
-
-async def test_updates_replace_and_closed_history_is_bounded(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
-    await store.open()
-    await store.apply([tx("A", n, ended=True) for n in range(1, 21)] + [tx("A", 21)])
-    record = tx("A", 21)
-    record.seq_no = 9
-    await store.apply([record])
-    state = await store.load("A")
-    open_ones = [r for r in state.transactions if not r.ended]
-    assert [r.seq_no for r in open_ones] == [9]
-    assert len(state.transactions) == 1 + 8  # open + the most recent closed ones
-    assert max(r.local_id for r in state.transactions if r.ended) == 20
-    await store.close()
-
-
 async def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     await store.open()

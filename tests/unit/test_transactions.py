@@ -6,14 +6,16 @@ is preceded by the Persist that makes it durable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
-from ocpp_bridge.core.events import Persist, SendToCharger, SendToCsms
+from ocpp_bridge.core.events import Emit, Persist, SendToCharger, SendToCsms
 from ocpp_bridge.core.rpc import Version
-from ocpp_bridge.core.state import ChargerMeta, ChargerState, TxRecord
+from ocpp_bridge.core.settings import CoreSettings
+from ocpp_bridge.core.state import ChargerMeta, ChargerState, QueuedMessage, TxRecord
 from tests.playbook import Frame, Playbook
 
 START = {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 1000, "timestamp": "2024-05-01T10:00:00Z"}
@@ -41,6 +43,41 @@ def _persist_precedes_answer(pb: Playbook, unique_id: str) -> None:
             assert last_saved.last_answer == answer, "the record persisted last does not hold this answer"
             return
     raise AssertionError(f"no answer to {unique_id} was sent")
+
+
+def _write_before_answer(pb: Playbook, unique_id: str) -> Persist:
+    """The store write that immediately precedes the CALLRESULT for ``unique_id`` (only log lines between)."""
+    write: Persist | None = None
+    for command in pb.commands:
+        if isinstance(command, Persist):
+            write = command
+        elif isinstance(command, SendToCharger) and command.text.startswith(f'[3,"{unique_id}",'):
+            assert write is not None, f"the answer to {unique_id} was sent before anything was persisted"
+            return write
+        elif not isinstance(command, Emit):
+            write = None
+    raise AssertionError(f"no answer to {unique_id} was sent right after a store write")
+
+
+def _queued_in(write: Persist) -> list[QueuedMessage]:
+    return [r for r in write.records if isinstance(r, QueuedMessage) and not r.delivered]
+
+
+def _retried(pb: Playbook, failed: Frame, attempt: int = 1) -> Frame:
+    """After a failed delivery of ``failed``: a queue.retry, nothing for the charger, nothing upstream until the
+    back-off elapsed, then the identical message under a new messageId."""
+    retry = [e for e in pb.emitted if e.kind == "queue.retry"][-1]
+    delay = CoreSettings().retry_delay(attempt)
+    assert retry.fields["attempts"] == attempt
+    assert retry.fields["delay"] == delay
+    assert not pb.to_charger, "a failed delivery must not reach the charger"
+    pb.advance(delay - 0.5)
+    assert not pb.to_csms, "retried before the back-off elapsed"
+    pb.advance(0.5)
+    again = pb.csms_receives(failed.action)
+    assert again.payload == failed.payload  # same seqNo, same transactionId, same everything
+    assert again.unique_id != failed.unique_id
+    return again
 
 
 def _answer_event(pb: Playbook, payload: dict[str, Any] | None = None) -> Frame:
@@ -154,18 +191,49 @@ def test_start_after_a_remote_start_carries_remote_start_id() -> None:
     assert pb.csms_receives("TransactionEvent").payload["triggerReason"] == "Authorized"  # used once
 
 
-def test_start_retried_after_csms_error_resends_the_identical_event() -> None:
+def _authorized(pb: Playbook, status: str) -> None:
+    """The CSMS decides about the token through Authorize (the auth cache keeps its decision)."""
+    uid = pb.charger_sends("Authorize", {"idTag": START["idTag"]})
+    pb.csms_answers(pb.csms_receives("Authorize"), {"idTokenInfo": {"status": status}})
+    assert pb.charger_receives_result(uid) == {"idTagInfo": {"status": status}}
+
+
+def _remote_started(pb: Playbook) -> None:
+    """The CSMS asks for this start itself (RequestStartTransaction -> RemoteStartTransaction, accepted)."""
+    request = pb.csms_sends("RequestStartTransaction", {"idToken": {"idToken": START["idTag"], "type": "ISO14443"},
+                                                         "remoteStartId": 7, "evseId": 1})
+    pb.charger_answers(pb.charger_receives("RemoteStartTransaction"), {"status": "Accepted"})
+    assert pb.csms_receives_result(request)["status"] == "Accepted"
+
+
+# what the charger is told when the CSMS does not answer the Started: never an acceptance the CSMS did not give
+FALLBACKS = [
+    pytest.param(lambda pb: None, "Invalid", id="unknown-token-policy"),
+    pytest.param(lambda pb: _authorized(pb, "Accepted"), "Accepted", id="csms-accepted-it-earlier"),
+    pytest.param(lambda pb: _authorized(pb, "Blocked"), "Blocked", id="csms-blocked-it-earlier"),
+    pytest.param(_remote_started, "Accepted", id="csms-requested-the-start"),
+]
+
+
+@pytest.mark.parametrize(("before", "told"), FALLBACKS)
+def test_start_after_csms_error_is_answered_from_its_earlier_decision_and_the_event_retried(
+        before: Callable[[Playbook], None], told: str) -> None:
     pb = Playbook.translated()
+    before(pb)
     first = pb.charger_sends("StartTransaction", START)
     event = pb.csms_receives("TransactionEvent")
+    assert not pb.to_charger  # the charger waits for the CSMS's answer to the Started event
     pb.csms_fails(event, "FormatViolation", "try again")
-    pb.charger_receives_error("FormationViolation", first)  # never a fake acceptance
+    answer = pb.charger_receives_result(first)  # not the CALLERROR: the transaction exists and is stored
+    assert answer == {"transactionId": 1, "idTagInfo": {"status": told}}
+    _persist_precedes_answer(pb, first)
+    again = _retried(pb, event)
+    pb.csms_answers(again, {"idTokenInfo": {"status": told}})
+    pb.nothing_pending()  # the charger was answered once, and the event is delivered: no RemoteStop either
+    assert not pb.session.outbox.items
+    # the charger's own retry (its answer got lost) gets the same answer and no second Started
     retry = pb.charger_sends("StartTransaction", START)
-    again = pb.csms_receives("TransactionEvent")
-    assert again.payload == event.payload  # same seqNo, same transactionId, same everything
-    assert again.unique_id != event.unique_id
-    pb.csms_answers(again, {"idTokenInfo": {"status": "Accepted"}})
-    assert pb.charger_receives_result(retry)["transactionId"] == 1
+    assert pb.charger_receives_result(retry) == answer
     pb.nothing_pending()
 
 
@@ -178,6 +246,20 @@ def test_start_retried_after_a_lost_answer_gets_the_same_answer_without_a_new_ev
     assert pb.charger_receives_result(retry) == answer
     pb.nothing_pending()
     assert "transaction.retry_answered" in pb.emitted_kinds()
+
+
+def test_start_repeated_while_its_started_is_unanswered_waits_for_the_csms_without_a_new_event() -> None:
+    pb = Playbook.translated()
+    pb.charger_sends("StartTransaction", START)
+    event = pb.csms_receives("TransactionEvent")
+    pb.advance(10)
+    retry = pb.charger_sends("StartTransaction", START)  # the charger gave up waiting for the first answer
+    assert not pb.to_charger
+    assert not pb.to_csms  # no second Started
+    pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})
+    assert pb.charger_receives_result(retry) == {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}
+    pb.advance(60)
+    pb.nothing_pending()  # answered once; the timers of both attempts are gone
 
 
 def test_start_repeated_after_later_messages_of_its_transaction_is_not_a_new_transaction() -> None:
@@ -193,19 +275,43 @@ def test_start_repeated_after_later_messages_of_its_transaction_is_not_a_new_tra
     pb.nothing_pending()  # no second Started
 
 
-def test_start_timeout_fails_the_charger_and_a_retry_resends() -> None:
+@pytest.mark.parametrize(("before", "told"), FALLBACKS)
+def test_start_timeout_is_answered_from_the_csms_earlier_decision_and_the_event_retried(
+        before: Callable[[Playbook], None], told: str) -> None:
     pb = Playbook.translated()
+    before(pb)
     first = pb.charger_sends("StartTransaction", START)
     event = pb.csms_receives("TransactionEvent")
-    pb.advance(21)
-    pb.charger_receives_error("InternalError", first)
-    pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})  # too late: dropped
+    pb.advance(19.5)
+    assert not pb.to_charger  # still waiting for the CSMS (call_timeout 20 s)
+    pb.advance(0.5)
+    assert pb.charger_receives_result(first) == {"transactionId": 1, "idTagInfo": {"status": told}}
+    assert "call.timeout" in pb.emitted_kinds()
+    pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})  # too late: a stray, never matched
+    assert "frame.stray" in pb.emitted_kinds()
+    pb.nothing_pending()
+    again = _retried(pb, event)
+    pb.csms_answers(again, {"idTokenInfo": {"status": told}})
     pb.nothing_pending()
     retry = pb.charger_sends("StartTransaction", START)
-    again = pb.csms_receives("TransactionEvent")
-    assert again.payload == event.payload
-    pb.csms_answers(again, {"idTokenInfo": {"status": "Accepted"}})
-    assert pb.charger_receives_result(retry)["transactionId"] == 1
+    assert pb.charger_receives_result(retry)["idTagInfo"] == {"status": told}
+    pb.nothing_pending()
+
+
+def test_start_not_answered_at_once_by_the_csms_does_not_make_the_charger_wait_past_the_call_timeout() -> None:
+    pb = Playbook.translated()
+    pb.charger_sends("StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Available"})
+    backlog = pb.csms_receives("StatusNotification")  # in flight, unanswered: the Started queues behind it
+    pb.charger_receives_result()
+    uid = pb.charger_sends("StartTransaction", START)
+    assert not pb.to_csms  # one queued message in flight at a time
+    pb.advance(10)
+    pb.csms_answers(backlog, {})
+    event = pb.csms_receives("TransactionEvent")
+    pb.advance(10)  # 20 s after the StartTransaction, 10 s after its event was sent
+    assert pb.charger_receives_result(uid)["idTagInfo"] == {"status": "Invalid"}
+    pb.csms_answers(event, {"idTokenInfo": {"status": "Invalid"}})
+    pb.nothing_pending()
 
 
 # --- MeterValues ---------------------------------------------------------------------------------------
@@ -326,7 +432,7 @@ def test_non_numeric_and_signed_values_are_dropped_with_a_trace() -> None:
     pb.charger_sends("MeterValues", {"connectorId": 1, "transactionId": local_id, "meterValue": [{
         "timestamp": "2024-05-01T10:15:00Z",
         "sampledValue": [{"value": "abc"}, {"value": "nan"}, {"value": "1e999"},
-                         {"value": "OCMF|{}|{}", "format": "SignedData"}, {"value": "7"}],
+                         {"value": "not-a-signature", "format": "SignedData"}, {"value": "7"}],
     }]})
     assert pb.csms_receives("TransactionEvent").payload["meterValue"][0]["sampledValue"] == [{"value": 7}]
     assert pb.emitted_kinds().count("meter.unmapped") == 4
@@ -366,31 +472,39 @@ def test_meter_values_outside_a_transaction_with_nothing_to_carry_are_answered_l
     pb.nothing_pending()
 
 
-def test_meter_values_retried_after_csms_error_resend_the_same_seq_no() -> None:
+def test_meter_values_are_answered_once_stored_and_retried_after_csms_error_with_the_same_seq_no() -> None:
     pb = Playbook.translated()
     local_id, _ = pb.start()
     payload = {"connectorId": 1, "transactionId": local_id, "meterValue": [_mv()]}
     first = pb.charger_sends("MeterValues", payload)
+    assert pb.charger_receives_result(first) == {}  # before the CSMS answered anything
+    assert [q.payload["seqNo"] for q in _queued_in(_write_before_answer(pb, first))] == [1]
+    _persist_precedes_answer(pb, first)
     event = pb.csms_receives("TransactionEvent")
     pb.csms_fails(event, "InternalError")
-    pb.charger_receives_error("InternalError", first)
+    again = _retried(pb, event)
+    # the charger retries the same MeterValues (its answer got lost): the same answer, nothing queued again
     retry = pb.charger_sends("MeterValues", payload)
-    again = _answer_event(pb)
-    assert again.payload == event.payload
     assert pb.charger_receives_result(retry) == {}
-    # and a retry after the answer is answered again without a new event
-    pb.charger_sends("MeterValues", payload)
-    assert pb.charger_receives_result() == {}
+    assert "transaction.retry_answered" in pb.emitted_kinds()
+    assert len(pb.session.outbox) == 1
+    pb.csms_answers(again, {})
     pb.nothing_pending()
     pb.charger_sends("MeterValues", {**payload, "meterValue": [_mv(stamp="2024-05-01T10:30:00Z")]})
     assert pb.csms_receives("TransactionEvent").payload["seqNo"] == event.payload["seqNo"] + 1
 
 
-def test_meter_values_csms_error_is_relayed_with_1_6_spelling() -> None:
+def test_meter_values_outside_a_transaction_are_not_failed_by_a_csms_error_but_retried() -> None:
     pb = Playbook.translated()
     uid = pb.charger_sends("MeterValues", {"connectorId": 1, "meterValue": [_mv()]})
-    pb.csms_fails(pb.csms_receives("MeterValues"), "OccurrenceConstraintViolation")
-    pb.charger_receives_error("OccurenceConstraintViolation", uid)
+    assert pb.charger_receives_result(uid) == {}
+    assert [q.action for q in _queued_in(_write_before_answer(pb, uid))] == ["MeterValues"]
+    call = pb.csms_receives("MeterValues")
+    pb.csms_fails(call, "OccurrenceConstraintViolation")
+    again = _retried(pb, call)
+    pb.csms_answers(again, {})
+    pb.nothing_pending()
+    assert not pb.session.outbox.items
 
 
 # --- StopTransaction -------------------------------------------------------------------------------------
@@ -417,6 +531,7 @@ def test_stop_reason_table(upstream: Version, reason: str, stopped: str | None, 
     pb = Playbook.translated(upstream)
     local_id, tx_id = pb.start()
     uid = pb.charger_sends("StopTransaction", _stop(local_id, reason=reason, idTag="04A1B2C3"))
+    assert pb.charger_receives_result(uid) == {}  # once stored, without waiting for the CSMS
     event = pb.csms_receives("TransactionEvent")
     assert event.payload["eventType"] == "Ended"
     assert event.payload["triggerReason"] == trigger
@@ -424,7 +539,7 @@ def test_stop_reason_table(upstream: Version, reason: str, stopped: str | None, 
     assert event.payload["transactionInfo"].get("stoppedReason") == stopped
     assert event.payload["seqNo"] == 1
     pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})
-    assert pb.charger_receives_result(uid) == {"idTagInfo": {"status": "Accepted"}}
+    pb.nothing_pending()
 
 
 def test_every_1_6_stop_reason_is_in_the_table() -> None:
@@ -440,7 +555,15 @@ def test_stop_transaction_becomes_ended_with_meter_data_and_stop_token() -> None
         _mv(value="4000", context="Sample.Clock", stamp="2024-05-01T10:45:00Z"),
         _mv(value="5000", context="Transaction.End", stamp="2024-05-01T11:00:00Z"),
     ]))
+    # answered once the ended transaction and its queued Ended are stored, in one write
+    assert pb.charger_receives_result(uid) == {}
+    _persist_precedes_answer(pb, uid)
+    write = _write_before_answer(pb, uid)
+    assert [r.ended for r in write.records if isinstance(r, TxRecord)] == [True]
+    queued = _queued_in(write)
+    assert [q.payload["eventType"] for q in queued] == ["Ended"]
     event = pb.csms_receives("TransactionEvent")
+    assert event.payload == queued[0].payload
     assert event.payload == {
         "eventType": "Ended",
         "timestamp": "2024-05-01T11:00:00.000Z",
@@ -458,10 +581,9 @@ def test_stop_transaction_becomes_ended_with_meter_data_and_stop_token() -> None
         ],
     }
     pb.csms_answers(event, {"idTokenInfo": {"status": "Blocked"}})
-    assert pb.charger_receives_result(uid) == {"idTagInfo": {"status": "Blocked"}}
-    _persist_precedes_answer(pb, uid)
-    saved = [r for r in pb.persisted if isinstance(r, TxRecord)][-1]
-    assert saved.ended
+    pb.nothing_pending()  # the transaction is over: nothing to stop, nothing more to tell the charger
+    assert pb.session.meta.auth_cache["04A1B2C3"]["info"] == {"status": "Blocked"}  # remembered for offline use
+    assert [r for r in pb.persisted if isinstance(r, QueuedMessage)][-1].delivered
 
 
 def test_stop_without_id_tag_has_no_id_token_and_no_id_tag_info() -> None:
@@ -471,8 +593,9 @@ def test_stop_without_id_tag_has_no_id_token_and_no_id_tag_info() -> None:
     event = pb.csms_receives("TransactionEvent")
     assert "idToken" not in event.payload
     assert event.payload["transactionInfo"]["chargingState"] == "Idle"
-    pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})
     assert pb.charger_receives_result(uid) == {}
+    pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})
+    pb.nothing_pending()
 
 
 @pytest.mark.parametrize(("status", "trigger"), [("Available", "EVCommunicationLost"),
@@ -508,29 +631,39 @@ def test_duplicate_stop_transaction_does_not_end_twice() -> None:
     assert "transaction.duplicate_stop" in pb.emitted_kinds()
 
 
-def test_stop_retried_after_csms_error_resends_the_same_ended() -> None:
+def test_stop_after_csms_error_is_retried_with_the_same_ended_and_a_charger_retry_adds_nothing() -> None:
     pb = Playbook.translated()
     local_id, _ = pb.start()
     first = pb.charger_sends("StopTransaction", _stop(local_id))
+    assert pb.charger_receives_result(first) == {}
     event = pb.csms_receives("TransactionEvent")
     pb.csms_fails(event, "GenericError")
-    pb.charger_receives_error("GenericError", first)
-    retry = pb.charger_sends("StopTransaction", _stop(local_id))
-    again = _answer_event(pb)
-    assert again.payload == event.payload
+    again = _retried(pb, event)
+    mark = len(pb.commands)
+    retry = pb.charger_sends("StopTransaction", _stop(local_id))  # the charger lost the first answer
     assert pb.charger_receives_result(retry) == {}
+    assert not [q for c in pb.commands[mark:] if isinstance(c, Persist) for q in _queued_in(c)]  # no 2nd Ended
+    assert len(pb.session.outbox) == 1
+    pb.csms_answers(again, {})
     pb.nothing_pending()
+    assert not pb.session.outbox.items
 
 
 def test_stop_for_an_unknown_transaction_is_carried_as_started_and_ended() -> None:
     pb = Playbook.translated()
     uid = pb.charger_sends("StopTransaction", _stop(4711, idTag="04A1B2C3", reason="Local"))
+    assert pb.charger_receives_result(uid) == {}
+    _persist_precedes_answer(pb, uid)
+    queued = _queued_in(_write_before_answer(pb, uid))
+    assert [q.payload["eventType"] for q in queued] == ["Started", "Ended"]  # stored together, before the answer
     started = pb.csms_receives("TransactionEvent")
+    assert started.payload == queued[0].payload
     assert started.payload["eventType"] == "Started"
     assert started.payload["offline"] is True
     assert started.payload["seqNo"] == 0
     assert started.payload["idToken"] == {"idToken": "04A1B2C3", "type": "ISO14443"}
     tx_id = started.payload["transactionInfo"]["transactionId"]
+    assert not pb.to_csms  # the Ended waits for the Started to be accepted
     pb.csms_answers(started, {})
     ended = pb.csms_receives("TransactionEvent")
     assert ended.payload["eventType"] == "Ended"
@@ -538,11 +671,10 @@ def test_stop_for_an_unknown_transaction_is_carried_as_started_and_ended() -> No
     assert ended.payload["transactionInfo"]["transactionId"] == tx_id
     assert ended.payload["meterValue"][-1]["sampledValue"][0]["value"] == 5000
     pb.csms_answers(ended, {"idTokenInfo": {"status": "Accepted"}})
-    assert pb.charger_receives_result(uid) == {"idTagInfo": {"status": "Accepted"}}
-    _persist_precedes_answer(pb, uid)
+    pb.nothing_pending()
     # the id is now taken: the next transaction minted here gets a higher one, and the retry is idempotent
     retry = pb.charger_sends("StopTransaction", _stop(4711, idTag="04A1B2C3", reason="Local"))
-    assert pb.charger_receives_result(retry) == {"idTagInfo": {"status": "Accepted"}}
+    assert pb.charger_receives_result(retry) == {}
     pb.nothing_pending()
     assert pb.start()[0] > 4711
 

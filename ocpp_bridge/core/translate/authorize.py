@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import authcache
 from ..convert import id_tag_info, id_token
 from ..lanes import Outcome
 from . import from_charger
@@ -18,17 +19,22 @@ if TYPE_CHECKING:
     from ..session import TranslatingSession
 
 
-@from_charger("Authorize", note="idToken type from the token's format (configurable) or the type the CSMS "
-              "gave it; 2.0.1 statuses 1.6 lacks become Invalid")
+@from_charger("Authorize", note="idToken type from the token's format (configurable) or the type the CSMS gave "
+              "it; 2.0.1 statuses 1.6 lacks become Invalid; while the CSMS is unreachable: its own earlier decision "
+              "about the token, else the unknown-token policy (default: not accepted)")
 def authorize(session: TranslatingSession, call: Call) -> None:
     id_tag = call.payload["idTag"]
 
     def answered(outcome: Outcome) -> None:
+        if not outcome.ok and session.offline:
+            session.reply_charger(call, {"idTagInfo": authcache.offline_answer(session, id_tag)})
+            return
         if not outcome.ok:
             session.relay_failure(call, outcome, to="charger")
             return
         info = id_tag_info(outcome.result["idTokenInfo"])
-        session.auth_decisions[id_tag] = info
+        authcache.remember(session, id_tag, info)
+        session.persist(session.meta)
         session.reply_charger(call, {"idTagInfo": info})
 
     session.call_csms("Authorize", {"idToken": id_token(session, id_tag)}, answered)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..convert import epoch
 from ..lanes import Outcome
 from . import from_charger
 
@@ -36,6 +37,11 @@ def boot_notification(session: TranslatingSession, call: Call) -> None:
     request = {"chargingStation": _station(call.payload), "reason": session.meta.boot_reason or "PowerUp"}
 
     def answered(outcome: Outcome) -> None:
+        if not outcome.ok and session.offline:
+            # Never an Accepted the CSMS did not give (B02): Pending makes the charger boot again later.
+            session.reply_charger(call, {"status": "Pending", "currentTime": epoch(session.now),
+                                         "interval": session.settings.boot_retry_interval})
+            return
         if not outcome.ok:
             session.relay_failure(call, outcome, to="charger")
             return
@@ -50,11 +56,14 @@ def boot_notification(session: TranslatingSession, call: Call) -> None:
     session.call_csms("BootNotification", request, answered)
 
 
-@from_charger("Heartbeat", note="forwarded: the CSMS's clock is the charger's time source")
+@from_charger("Heartbeat", note="forwarded (the CSMS's clock is the charger's time source); answered with the "
+              "bridge's clock while the CSMS is unreachable")
 def heartbeat(session: TranslatingSession, call: Call) -> None:
     def answered(outcome: Outcome) -> None:
         if outcome.ok:
             session.reply_charger(call, {"currentTime": outcome.result["currentTime"]})
+        elif session.offline:  # a Heartbeat is only a clock: keep the charger's link alive through an outage
+            session.reply_charger(call, {"currentTime": epoch(session.now)})
         else:
             session.relay_failure(call, outcome, to="charger")
 

@@ -1,7 +1,8 @@
 """DataTransfer in both directions (2.0.1 P01/P02; 1.6 §4.3, §5.6).
 
 Why this exists: the message is the same in both versions except ``data``: a string in 1.6, any JSON value in
-2.0.1. A non-string value going down to a 1.6 charger is carried as its JSON text.
+2.0.1. A non-string value going down to a 1.6 charger is carried as its JSON text. The ISO 15118 Plug & Charge
+messages a 1.6 charger tunnels through DataTransfer are unwrapped into native 2.x messages by :mod:`.pnc`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..lanes import Outcome
-from . import from_charger, from_csms
+from . import from_charger, from_csms, pnc
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -26,8 +27,14 @@ def _copy(payload: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {name: payload[name] for name in names if name in payload}
 
 
-@from_charger("DataTransfer", note="data string passed through unchanged")
+@from_charger("DataTransfer", becomes=("DataTransfer", *pnc.FROM_CHARGER),
+              note=f"data string passed through unchanged; vendorId {pnc.VENDOR_ID}: the tunnelled 2.0.1 "
+                   f"{', '.join(pnc.FROM_CHARGER)} sent natively (see the Plug & Charge table)")
 def data_transfer_up(session: TranslatingSession, call: Call) -> None:
+    if call.payload["vendorId"].lower() == pnc.VENDOR_ID:  # CiString: case-insensitive (1.6 §7)
+        pnc.unwrap(session, call)
+        return
+
     def answered(outcome: Outcome) -> None:
         if not outcome.ok:
             session.relay_failure(call, outcome, to="charger")

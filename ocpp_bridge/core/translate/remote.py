@@ -10,108 +10,23 @@ a scheduled reset, the boot reason) that the charger's later messages need.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..convert import MAX_V16_ID_TAG, connector_of
 from ..lanes import Outcome
 from . import from_csms
+from .common import UNSUPPORTED, forward, status_answer
+from .profiles import tx_profile
+from .security import EXTENDED, extended_trigger, v2g_trigger
 from .transactions import REMOTE_START_VALIDITY
+
+__all__ = ["MAX_PENDING_REMOTE_STARTS", "forward", "status_answer"]
 
 if TYPE_CHECKING:
     from ..rpc import Call
     from ..session import TranslatingSession
 
 MAX_PENDING_REMOTE_STARTS: Final = 16  # bounded so a CSMS cannot grow the charger record forever
-
-
-def status_answer(value: str, reason: str | None = None, info: str | None = None) -> dict[str, Any]:
-    """A 2.x ``{status, statusInfo?}`` answer; reasonCode is string[20], additionalInfo string[512] in 2.0.1."""
-    answer: dict[str, Any] = {"status": value}
-    if reason is not None:
-        answer["statusInfo"] = {"reasonCode": reason[:20]} | ({"additionalInfo": info[:512]} if info else {})
-    return answer
-
-
-def forward(session: TranslatingSession, call: Call, action: str, request: dict[str, Any],
-            answer: Callable[[str], dict[str, Any]] = status_answer,
-            accepted: Callable[[], None] | None = None) -> None:
-    """Send ``request`` to the charger; answer the CSMS with ``answer(1.6 status)`` or relay the failure.
-
-    ``accepted`` runs (and may persist) before the CSMS hears an ``Accepted``.
-    """
-    def answered(outcome: Outcome) -> None:
-        if not outcome.ok:
-            session.relay_failure(call, outcome, to="csms")
-            return
-        result = outcome.result["status"]
-        if accepted is not None and result == "Accepted":
-            accepted()
-        session.reply_csms(call, answer(result))
-
-    session.call_charger(action, request, answered)
-
-
-# --- RequestStartTransaction / RequestStopTransaction (F01, F02, F03) ------------------------------------------
-
-_PROFILE_FIELDS: Final = frozenset({"id", "stackLevel", "chargingProfilePurpose", "chargingProfileKind",
-                                    "recurrencyKind", "validFrom", "validTo", "chargingSchedule", "customData"})
-_SCHEDULE_FIELDS: Final = frozenset({"id", "startSchedule", "duration", "chargingRateUnit",
-                                     "chargingSchedulePeriod", "minChargingRate", "salesTariff", "customData"})
-_PERIOD_FIELDS: Final = frozenset({"startPeriod", "limit", "numberPhases", "phaseToUse", "customData"})
-
-
-def _tenths(value: float, *, up: bool = False) -> float:
-    """A 1.6 limit: a multiple of 0.1 (schema ``multipleOf``), rounded so it never exceeds the 2.x one."""
-    if isinstance(value, int) or abs(value) >= 2**53:  # integral already (and x10 could overflow)
-        return value
-    scaled = value * 10
-    return (math.ceil(scaled - 1e-6) if up else math.floor(scaled + 1e-6)) / 10
-
-
-def _period(period: dict[str, Any]) -> dict[str, Any] | None:
-    if not set(period) <= _PERIOD_FIELDS or "limit" not in period:  # 2.1 setpoints, per-phase limits, V2X
-        return None
-    result = {"startPeriod": period["startPeriod"], "limit": _tenths(period["limit"])}
-    if "numberPhases" in period:
-        result["numberPhases"] = period["numberPhases"]  # phaseToUse has no 1.6 field: the station picks
-    return result
-
-
-def _schedule(schedule: dict[str, Any]) -> dict[str, Any] | None:
-    periods = [_period(p) for p in schedule["chargingSchedulePeriod"]]
-    if not set(schedule) <= _SCHEDULE_FIELDS or any(p is None for p in periods):
-        return None
-    result: dict[str, Any] = {"chargingRateUnit": schedule["chargingRateUnit"], "chargingSchedulePeriod": periods}
-    for name in ("duration", "startSchedule"):
-        if name in schedule:
-            result[name] = schedule[name]
-    if "minChargingRate" in schedule:
-        result["minChargingRate"] = _tenths(schedule["minChargingRate"], up=True)
-    return result  # schedule id dropped; salesTariff has no 1.6 home (reference §2.5)
-
-
-def tx_profile(profile: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """A RequestStartTransaction chargingProfile as a 1.6 one, or ``(None, why)`` when 1.6 cannot carry it."""
-    if profile["chargingProfilePurpose"] != "TxProfile":  # K05.FR.02 (1.6 §5.11 too)
-        return None, "purpose must be TxProfile"
-    if "transactionId" in profile:  # the transaction does not exist yet (1.6 §5.11: SHALL NOT be set)
-        return None, "transactionId must be absent"
-    if profile["chargingProfileKind"] not in ("Absolute", "Recurring", "Relative"):  # 2.1 Dynamic
-        return None, f"kind {profile['chargingProfileKind']} has no 1.6 equivalent"
-    if len(profile["chargingSchedule"]) != 1:  # K01.FR.34: more than one only with ISO 15118
-        return None, "1.6 takes exactly one chargingSchedule"
-    schedule = _schedule(profile["chargingSchedule"][0])
-    if schedule is None or not set(profile) <= _PROFILE_FIELDS:
-        return None, "the profile uses fields 1.6 cannot express"
-    result: dict[str, Any] = {"chargingProfileId": profile["id"], "stackLevel": profile["stackLevel"],
-                              "chargingProfilePurpose": "TxProfile",
-                              "chargingProfileKind": profile["chargingProfileKind"], "chargingSchedule": schedule}
-    for name in ("recurrencyKind", "validFrom", "validTo"):
-        if name in profile:
-            result[name] = profile[name]
-    return result, ""
 
 
 def _token_refusal(token: dict[str, Any]) -> str | None:
@@ -296,12 +211,32 @@ _TRIGGERS: Final = {
 }
 
 
-@from_csms("TriggerMessage", note="TransactionEvent -> MeterValues of the transaction's connector; "
-           "LogStatusNotification -> DiagnosticsStatusNotification; certificate/publish triggers: NotImplemented")
+def _extended(session: TranslatingSession, wanted: str) -> bool:
+    """Whether a trigger needs the whitepaper's ExtendedTriggerMessage (§6.16): the charge point certificate, or
+    the status of a log upload / firmware update that the whitepaper's GetLog / SignedUpdateFirmware started."""
+    if wanted == "LogStatusNotification":
+        return session.meta.log_via == "GetLog"
+    if wanted == "FirmwareStatusNotification":
+        return session.meta.firmware_via == "SignedUpdateFirmware"
+    return wanted in EXTENDED
+
+
+@from_csms("TriggerMessage", becomes=("TriggerMessage", "ExtendedTriggerMessage", "DataTransfer"),
+           note="TransactionEvent -> MeterValues of the transaction's connector; LogStatusNotification -> "
+                "DiagnosticsStatusNotification, or ExtendedTriggerMessage after a whitepaper GetLog (likewise "
+                "FirmwareStatusNotification after a SignedUpdateFirmware); SignChargingStationCertificate -> "
+                "ExtendedTriggerMessage(SignChargePointCertificate); SignV2GCertificate -> the PnC tunnel; "
+                "SignCombinedCertificate, PublishFirmwareStatusNotification, 2.1 triggers: NotImplemented")
 def trigger_message(session: TranslatingSession, call: Call) -> None:
     wanted = call.payload["requestedMessage"]
-    if wanted not in _TRIGGERS:  # F06.FR.08 and the certificate triggers a 1.6 Core charger cannot send
-        session.reply_csms(call, status_answer("NotImplemented", "UnsupportedRequest", f"1.6 cannot send {wanted}"))
+    if wanted == "SignV2GCertificate":
+        v2g_trigger(session, call)
+        return
+    if _extended(session, wanted):  # the evse is irrelevant to these messages (F06.FR.03)
+        extended_trigger(session, call, wanted)
+        return
+    if wanted not in _TRIGGERS:  # F06.FR.08
+        session.reply_csms(call, status_answer("NotImplemented", UNSUPPORTED, f"1.6 cannot send {wanted}"))
         return
     request = _trigger_request(session, call.payload)
     if isinstance(request, str):

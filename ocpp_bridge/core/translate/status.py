@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from ..convert import timestamp_or
-from ..lanes import Outcome, Step, sequence
 from . import from_charger
-from .transactions import CHARGING_STATE, refused_connector, send_event
+from .transactions import CHARGING_STATE, queue_event, refused_connector
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -109,31 +108,22 @@ def status_notification(session: TranslatingSession, call: Call) -> None:
     stamp = timestamp_or(payload.get("timestamp"), session.now)
     status = payload["status"]
     session.meta.connector_status[str(connector)] = status
-    steps: list[Step] = []
     events = _error_events(session, payload, stamp)
     if connector == 0:
         events.insert(0, _event(session, stamp, trigger="Delta", actualValue=CONNECTOR_STATUS[status],
                                 component={"name": "ChargingStation"}, variable={"name": "AvailabilityState"}))
-    else:
+    session.persist(session.meta)
+    if connector != 0:
         request = {"timestamp": stamp, "connectorStatus": CONNECTOR_STATUS[status], "evseId": connector,
                    "connectorId": 1}
-        steps.append(lambda then: session.call_csms("StatusNotification", request, then))
+        # Only the newest status of a connector is worth replaying after an outage (issue 4: coalesced).
+        session.outbox.enqueue("StatusNotification", request, key=f"status:{connector}")
     tx = session.ledger.open_on_connector(connector) if connector else None
     state = CHARGING_STATE.get(status)
     if tx is not None and state is not None and state != tx.charging_state and status != "Available":
         tx.charging_state = state  # E02.FR.13: every charging-state change is reported
-        event = {"eventType": "Updated", "timestamp": stamp, "triggerReason": "ChargingStateChanged",
-                 "transactionInfo": {"transactionId": tx.tx_id, "chargingState": state}}
-        steps.append(lambda then: send_event(session, tx, event, then))
+        queue_event(session, tx, {"eventType": "Updated", "timestamp": stamp, "triggerReason": "ChargingStateChanged",
+                                  "transactionInfo": {"transactionId": tx.tx_id, "chargingState": state}})
     if events:
-        notify = _notify(stamp, events)
-        steps.append(lambda then: session.call_csms("NotifyEvent", notify, then))
-    session.persist(session.meta)
-
-    def done(outcomes: list[Outcome]) -> None:
-        if outcomes and not outcomes[-1].ok:
-            session.relay_failure(call, outcomes[-1], to="charger")
-        else:
-            session.reply_charger(call, {})
-
-    sequence(steps, done)
+        session.outbox.enqueue("NotifyEvent", _notify(stamp, events))
+    session.reply_charger(call, {})  # everything it reported is stored and will be delivered in order

@@ -1,99 +1,38 @@
 """StartTransaction / MeterValues / StopTransaction -> TransactionEvent Started / Updated / Ended (2.0.1 E).
 
-Why this exists: this is where money is. The bridge mints both transaction ids, numbers the events, writes the
-record before the charger hears anything (``persist`` precedes every send), and makes retries idempotent by
-content: a charger that repeats a request whose answer it lost gets the same answer, or the same event is sent
-again with the same seqNo, never a second transaction or a second Ended (DESIGN.md "Things peers got wrong").
+Why this exists: this is where money is. The bridge mints both transaction ids, writes the transaction record
+and the queued event in one atomic write before the charger hears anything, and then owns the delivery
+(``txevents``/``core.outbox``). Retries are idempotent by content: a charger that repeats a request whose answer
+it lost gets the same answer again, never a second transaction or a second Ended (DESIGN.md "Things peers got
+wrong"). StartTransaction waits for the CSMS's idTokenInfo while the CSMS can answer in time; otherwise the
+charger gets the CSMS's own earlier decision about the token, or the unknown-token policy (``core.authcache``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
+from .. import authcache
 from ..convert import id_tag_info, id_token, meter_values, register_sample, timestamp
 from ..lanes import Outcome
-from ..ledger import Ledger, content_hash
+from ..ledger import content_hash
 from ..rpc import ErrorCode
 from ..state import TxRecord
 from . import from_charger
+from .txevents import (
+    CHARGING_STATE,
+    METER_TRIGGERS,
+    REMOTE_START_VALIDITY,
+    STOP_REASONS,
+    queue_event,
+    tx_info,
+)
 
 if TYPE_CHECKING:
     from ..rpc import Call
     from ..session import TranslatingSession
 
-# How long an accepted RequestStartTransaction waits for its StartTransaction. 1.6 chargers give up after
-# ConnectionTimeOut (typically 30-180 s); the margin covers a charger that is slow to report the start.
-REMOTE_START_VALIDITY: Final = 600.0
-
-# 1.6 ChargePointStatus -> 2.0.1 ChargingStateEnumType while a transaction runs (mapping reference §3.2).
-CHARGING_STATE: Final = {
-    "Preparing": "EVConnected",
-    "Charging": "Charging",
-    "SuspendedEV": "SuspendedEV",
-    "SuspendedEVSE": "SuspendedEVSE",
-    "Finishing": "EVConnected",
-    "Unavailable": "SuspendedEVSE",
-    "Faulted": "SuspendedEVSE",
-    "Available": "Idle",
-}
-
-# 1.6 Reason -> (2.0.1 stoppedReason, triggerReason) (mapping reference §3.4).
-STOP_REASONS: Final = {
-    "Local": ("Local", "StopAuthorized"),
-    "Remote": ("Remote", "RemoteStop"),
-    "EVDisconnected": ("EVDisconnected", "EVCommunicationLost"),
-    "DeAuthorized": ("DeAuthorized", "Deauthorized"),
-    "HardReset": ("ImmediateReset", "ResetCommand"),
-    "SoftReset": ("ImmediateReset", "ResetCommand"),
-    "Reboot": ("Reboot", "AbnormalCondition"),
-    "PowerLoss": ("PowerLoss", "AbnormalCondition"),
-    "EmergencyStop": ("EmergencyStop", "AbnormalCondition"),
-    "UnlockCommand": ("Remote", "UnlockCommand"),
-    "Other": ("Other", "AbnormalCondition"),
-}
-
-# 1.6 ReadingContext of a transaction's MeterValues -> triggerReason of the Updated event (§3.5).
-METER_TRIGGERS: Final = {
-    "Sample.Periodic": "MeterValuePeriodic",
-    "Sample.Clock": "MeterValueClock",
-    "Trigger": "Trigger",
-    "Interruption.Begin": "AbnormalCondition",
-    "Interruption.End": "AbnormalCondition",
-}
-
-
-def send_event(session: TranslatingSession, tx: TxRecord, event: dict[str, Any],
-               then: Callable[[Outcome], None], request_hash: str | None = None) -> None:
-    """Number ``event`` (next seqNo), persist the record, then send it. The record is durable first."""
-    event = {**event, "seqNo": Ledger.next_seq_no(tx)}
-    if request_hash is not None:
-        tx.last_hash, tx.last_event, tx.last_answer = request_hash, event, None
-    session.persist(tx)
-    session.call_csms("TransactionEvent", event, then)
-
-
-def _tx_info(tx: TxRecord, **extra: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {"transactionId": tx.tx_id}
-    if tx.charging_state:
-        info["chargingState"] = tx.charging_state
-    info.update({k: v for k, v in extra.items() if v is not None})
-    return info
-
-
-def _retry(session: TranslatingSession, call: Call, tx: TxRecord, request_hash: str,
-           answered: Callable[[Outcome], None]) -> bool:
-    """Handle a repeated request: resend its stored answer, or its stored event with the same seqNo."""
-    if tx.last_hash != request_hash or tx.last_event is None:
-        return False
-    if tx.last_answer is not None:
-        session.emit("transaction.retry_answered", action=call.action, transaction_id=tx.tx_id)
-        session.reply_charger(call, tx.last_answer)
-    else:
-        session.emit("transaction.retry_resent", action=call.action, transaction_id=tx.tx_id,
-                     seq_no=tx.last_event["seqNo"])
-        session.call_csms("TransactionEvent", tx.last_event, answered)
-    return True
+__all__ = ["CHARGING_STATE", "REMOTE_START_VALIDITY", "STOP_REASONS", "queue_event", "refused_connector"]
 
 
 def refused_connector(session: TranslatingSession, call: Call, lowest: int) -> bool:
@@ -106,10 +45,20 @@ def refused_connector(session: TranslatingSession, call: Call, lowest: int) -> b
     return True
 
 
-def _record_answer(session: TranslatingSession, tx: TxRecord, call: Call, answer: dict[str, Any]) -> None:
+def _answer(session: TranslatingSession, tx: TxRecord, call: Call, answer: dict[str, Any]) -> None:
+    """Record the answer with the transaction (durably) and give it to the charger."""
     tx.last_answer = answer
     session.persist(tx)
     session.reply_charger(call, answer)
+
+
+def _repeat(session: TranslatingSession, call: Call, tx: TxRecord, request_hash: str) -> bool:
+    """A request the charger sent before (its answer got lost): the same answer again, nothing upstream."""
+    if tx.last_hash != request_hash or tx.last_answer is None:
+        return False
+    session.emit("transaction.retry_answered", action=call.action, transaction_id=tx.tx_id)
+    _answer(session, tx, call, tx.last_answer)  # re-persisted: the first write may be the one that failed
+    return True
 
 
 def _take_remote_start(session: TranslatingSession, connector_id: int, id_tag: str) -> dict[str, Any] | None:
@@ -122,52 +71,83 @@ def _take_remote_start(session: TranslatingSession, connector_id: int, id_tag: s
     meta.remote_starts[:] = [e for e in meta.remote_starts if e.get("expires", float("inf")) > session.now]
     for entry in meta.remote_starts:
         if entry["idTag"] == id_tag and entry.get("connectorId") in (None, connector_id):
-            session.meta.remote_starts.remove(entry)
+            meta.remote_starts.remove(entry)
             return entry
     return None
 
 
+def _answer_start(session: TranslatingSession, tx: TxRecord, call: Call, outcome: Outcome | None) -> None:
+    """StartTransaction.conf: the CSMS's idTokenInfo if it answered in time, else a decision it made before."""
+    if tx.start_answer is not None:
+        return
+    session.cancel_timer(f"start.{tx.local_id}")
+    info = outcome.result.get("idTokenInfo") if outcome is not None and outcome.ok else None
+    if info is not None:
+        tag_info = id_tag_info(info)
+        authcache.remember(session, tx.id_token, tag_info)
+    elif tx.remote_start_id is not None:
+        tag_info = {"status": "Accepted"}  # the CSMS itself asked for this start with this token
+    else:
+        tag_info = authcache.offline_answer(session, tx.id_token)  # never an acceptance the CSMS did not give
+    tx.start_answer = {"transactionId": tx.local_id, "idTagInfo": tag_info}
+    session.persist(session.meta)
+    _answer(session, tx, call, tx.start_answer)
+
+
 @from_charger("StartTransaction", becomes=("TransactionEvent",),
-              note="TransactionEvent Started; the bridge mints the 1.6 integer id and the 2.0.1 transactionId, "
-                   "persists them before answering; triggerReason RemoteStart with remoteStartId after a "
-                   "RequestStartTransaction, else Authorized")
+              note="TransactionEvent Started, queued durably; the bridge mints the 1.6 integer id and the 2.0.1 "
+                   "transactionId; idTagInfo from the CSMS's answer, or offline from its earlier decision about the "
+                   "token; triggerReason RemoteStart with remoteStartId after a RequestStartTransaction")
 def start_transaction(session: TranslatingSession, call: Call) -> None:
     if refused_connector(session, call, 1):
         return
     payload = call.payload
     request_hash = content_hash(call.action, payload)
-    tx = session.ledger.by_start_hash(request_hash)
-
-    def answered(outcome: Outcome) -> None:
-        assert tx is not None
-        if not outcome.ok:
-            session.relay_failure(call, outcome, to="charger")
-            return
-        info = outcome.result.get("idTokenInfo")
-        if info is not None:
-            tag_info = id_tag_info(info)
-        elif tx.remote_start_id is not None:
-            tag_info = {"status": "Accepted"}  # the CSMS itself asked for this start with this token
-        else:  # a CSMS that omits idTokenInfo; never invent an acceptance it did not give
-            tag_info = session.auth_decisions.get(tx.id_token, {"status": "Invalid"})
-        tx.start_answer = {"transactionId": tx.local_id, "idTagInfo": tag_info}
-        _record_answer(session, tx, call, tx.start_answer)
-
-    if tx is not None and _retry(session, call, tx, request_hash, answered):
+    known = session.ledger.by_start_hash(request_hash)
+    if known is not None:  # a repeat: its answer got lost, or the charger gave up waiting for it
+        session.emit("transaction.retry_answered", action=call.action, transaction_id=known.tx_id)
+        if known.start_answer is not None:
+            _answer(session, known, call, known.start_answer)
+        elif session.offline or not session.outbox.on_answer(
+                lambda q: q.local_id == known.local_id and q.payload.get("eventType") == "Started",
+                lambda o: _answer_start(session, known, call, o)):
+            _answer_start(session, known, call, None)  # the CSMS cannot be asked, or answered already (cached)
+        else:  # never answered (e.g. lost with a restart): the CSMS's answer to the queued Started decides
+            _wait_for_start_answer(session, known, call)
         return
-    if tx is not None and tx.start_answer is not None:  # a repeat that arrives after later messages of its tx
-        session.emit("transaction.retry_answered", action=call.action, transaction_id=tx.tx_id)
-        session.reply_charger(call, tx.start_answer)
+    tx = _begin(session, payload, request_hash)
+    started_at = tx.started_at
+    event: dict[str, Any] = {
+        "eventType": "Started",
+        "timestamp": started_at,
+        "triggerReason": "RemoteStart" if tx.remote_start_id is not None else "Authorized",  # F01.FR.19
+        "transactionInfo": tx_info(tx, remoteStartId=tx.remote_start_id),  # F02.FR.01
+        "evse": {"id": tx.evse_id, "connectorId": tx.evse_connector_id},  # E01.FR.16
+        "idToken": id_token(session, payload["idTag"]),
+        "meterValue": [register_sample(started_at, payload["meterStart"], "Transaction.Begin")],
+    }
+    if tx.reservation_id is not None:
+        event["reservationId"] = tx.reservation_id  # H01.FR.15
+    session.emit("transaction.started", transaction_id=tx.tx_id, local_id=tx.local_id)
+    if session.offline:
+        queue_event(session, tx, event, request_hash)
+        _answer_start(session, tx, call, None)
         return
+    queue_event(session, tx, event, request_hash, on_answer=lambda o: _answer_start(session, tx, call, o))
+    _wait_for_start_answer(session, tx, call)
+
+
+def _wait_for_start_answer(session: TranslatingSession, tx: TxRecord, call: Call) -> None:
+    """If the CSMS is slow (or a backlog is ahead of the Started event), do not let the charger time out waiting."""
+    session.set_timer(f"start.{tx.local_id}", session.now + session.settings.call_timeout,
+                      lambda: _answer_start(session, tx, call, None))
+
+
+def _begin(session: TranslatingSession, payload: dict[str, Any], request_hash: str) -> TxRecord:
     connector_id = payload["connectorId"]
-    started_at = timestamp(payload["timestamp"])
-    token = id_token(session, payload["idTag"])
-    remote = _take_remote_start(session, connector_id, payload["idTag"])
-    status = session.meta.connector_status.get(str(connector_id), "Preparing")
-    state = CHARGING_STATE.get(status) if status in ("Charging", "SuspendedEV", "SuspendedEVSE") else "EVConnected"
     stale = session.ledger.open_on_connector(connector_id)
     if stale is not None and stale.start_answer is None:
-        # The charger gave up on a start the CSMS never accepted (it only ever got CALLERRORs) and starts anew.
+        # The charger started anew before its previous start was ever answered: that one never ran.
         stale.ended = True
         session.persist(stale)
         session.emit("transaction.abandoned", transaction_id=stale.tx_id, local_id=stale.local_id)
@@ -175,33 +155,25 @@ def start_transaction(session: TranslatingSession, call: Call) -> None:
     if reservation_id is not None and reservation_id < 0:  # no CSMS issued it (2.1: minimum 0): keep the start
         session.emit("transaction.bad_reservation", reservation_id=reservation_id)
         reservation_id = None
+    status = session.meta.connector_status.get(str(connector_id), "Preparing")
+    state = CHARGING_STATE[status] if status in ("Charging", "SuspendedEV", "SuspendedEVSE") else "EVConnected"
+    remote = _take_remote_start(session, connector_id, payload["idTag"])
     tx = session.ledger.begin(
         session.meta, session.new_id(),
         connector_id=connector_id, evse_id=connector_id, evse_connector_id=1,
-        id_token=payload["idTag"], id_token_type=token["type"], meter_start=payload["meterStart"],
-        started_at=started_at, start_hash=request_hash,
+        id_token=payload["idTag"], id_token_type=id_token(session, payload["idTag"])["type"],
+        meter_start=payload["meterStart"], started_at=timestamp(payload["timestamp"]), start_hash=request_hash,
         remote_start_id=remote["remoteStartId"] if remote else None,
         reservation_id=reservation_id, charging_state=state,
     )
-    event: dict[str, Any] = {
-        "eventType": "Started",
-        "timestamp": started_at,
-        "triggerReason": "RemoteStart" if remote else "Authorized",
-        "transactionInfo": _tx_info(tx, remoteStartId=tx.remote_start_id),
-        "evse": {"id": tx.evse_id, "connectorId": tx.evse_connector_id},  # E01.FR.16
-        "idToken": token,
-        "meterValue": [register_sample(started_at, payload["meterStart"], "Transaction.Begin")],
-    }
-    if tx.reservation_id is not None:
-        event["reservationId"] = tx.reservation_id  # H01.FR.15
     session.persist(session.meta)
-    session.emit("transaction.started", transaction_id=tx.tx_id, local_id=tx.local_id)
-    send_event(session, tx, event, answered, request_hash)
+    return tx
 
 
 @from_charger("MeterValues", becomes=("TransactionEvent", "MeterValues"),
               note="in a transaction: TransactionEvent Updated (triggerReason from the reading context); outside: "
-                   "MeterValues. Temperature/RPM have no 2.0.1 measurand: dropped with a meter.unmapped event")
+                   "MeterValues; both queued durably and acknowledged once stored. Temperature/RPM have no 2.0.1 "
+                   "measurand: left out with a meter.unmapped event")
 def meter_values_(session: TranslatingSession, call: Call) -> None:
     if refused_connector(session, call, 0):
         return
@@ -209,89 +181,71 @@ def meter_values_(session: TranslatingSession, call: Call) -> None:
     connector_id = payload["connectorId"]
     local_id = payload.get("transactionId")
     tx = session.ledger.get(local_id) if local_id is not None else session.ledger.open_on_connector(connector_id)
-    values = meter_values(session, payload["meterValue"])
-
-    def answered(outcome: Outcome) -> None:
-        if not outcome.ok:
-            session.relay_failure(call, outcome, to="charger")
-        elif tx is not None and not tx.ended:
-            _record_answer(session, tx, call, {})
-        else:
-            session.reply_charger(call, {})
-
     if tx is None or tx.ended:
         if local_id is not None:
             session.emit("transaction.unknown", action=call.action, local_id=local_id)
-        if not values:
-            session.reply_charger(call, {})  # nothing 2.0.1 can carry; each sample was traced by convert
-            return
-        session.call_csms("MeterValues", {"evseId": connector_id, "meterValue": values}, answered)
+        values = meter_values(session, payload["meterValue"])
+        if values:  # J01: readings outside a transaction
+            session.outbox.enqueue("MeterValues", {"evseId": connector_id, "meterValue": values})
+        session.reply_charger(call, {})  # stored (or nothing 2.0.1 can carry: each sample was traced)
         return
     request_hash = content_hash(call.action, payload)
-    if _retry(session, call, tx, request_hash, answered):
+    if _repeat(session, call, tx, request_hash):
         return
-    if not values:
-        session.reply_charger(call, {})
-        return
-    context = payload["meterValue"][0]["sampledValue"][0].get("context", "Sample.Periodic")
-    event = {
-        "eventType": "Updated",
-        "timestamp": values[0]["timestamp"],
-        "triggerReason": METER_TRIGGERS.get(context, "MeterValuePeriodic"),
-        "transactionInfo": _tx_info(tx),
-        "meterValue": values,
-    }
-    send_event(session, tx, event, answered, request_hash)
+    values = meter_values(session, payload["meterValue"])
+    if values:
+        context = payload["meterValue"][0]["sampledValue"][0].get("context", "Sample.Periodic")
+        event = {
+            "eventType": "Updated",
+            "timestamp": values[0]["timestamp"],
+            "triggerReason": METER_TRIGGERS.get(context, "MeterValuePeriodic"),
+            "transactionInfo": tx_info(tx),
+            "meterValue": values,  # J02.FR.11: transaction meter data only through TransactionEvent
+        }
+        queue_event(session, tx, event, request_hash)
+    tx.last_hash = request_hash
+    _answer(session, tx, call, {})
 
 
 @from_charger("StopTransaction", becomes=("TransactionEvent",),
               note="TransactionEvent Ended with stoppedReason/triggerReason from the 1.6 reason; transactionData "
-                   "and meterStop become meterValue; a transaction the ledger does not know (e.g. started on the "
-                   "old central system) is carried as Started+Ended so no billing data is lost")
+                   "and meterStop become meterValue; queued durably and acknowledged once stored; a transaction the "
+                   "ledger does not know (e.g. started on the old central system) is carried as Started+Ended")
 def stop_transaction(session: TranslatingSession, call: Call) -> None:
     payload = call.payload
     request_hash = content_hash(call.action, payload)
     tx = session.ledger.get(payload["transactionId"])
-
-    def answered(outcome: Outcome) -> None:
-        assert tx is not None
-        if not outcome.ok:
-            session.relay_failure(call, outcome, to="charger")
-            return
-        answer: dict[str, Any] = {}
-        if "idTag" in payload and "idTokenInfo" in outcome.result:
-            answer["idTagInfo"] = id_tag_info(outcome.result["idTokenInfo"])
-        _record_answer(session, tx, call, answer)
-        session.emit("transaction.ended", transaction_id=tx.tx_id, local_id=tx.local_id)
-        session.ledger.prune()
-        _after_last_transaction(session)
-
     if tx is None:
         tx = _adopt_unknown(session, call)
         if tx is None:
             return
-    elif _retry(session, call, tx, request_hash, answered):
+    elif _repeat(session, call, tx, request_hash):
         return
     elif tx.ended:  # a different StopTransaction for an ended transaction: the CSMS must not see two Ended
         session.emit("transaction.duplicate_stop", transaction_id=tx.tx_id)
-        session.reply_charger(call, tx.last_answer or {})
+        _answer(session, tx, call, tx.last_answer or {})
         return
     stopped_at = timestamp(payload["timestamp"])
-    stopped, trigger = STOP_REASONS[payload.get("reason", "Local")]
-    if payload.get("reason", "Local") == "Local" and "idTag" not in payload:
+    reason = payload.get("reason", "Local")  # absent means Local (1.6 StopTransaction.req)
+    stopped, trigger = STOP_REASONS[reason]
+    if reason == "Local" and "idTag" not in payload:
         trigger = "EVCommunicationLost" if session.meta.connector_status.get(str(tx.connector_id)) == "Available" \
             else "ChargingStateChanged"
     values = meter_values(session, payload.get("transactionData", []))
     values.append(register_sample(stopped_at, payload["meterStop"], "Transaction.End"))
     tx.ended = True
     # After a 1.6 stop no energy flows: the EV is still connected unless the stop was its disconnection (§4.4).
-    tx.charging_state = "Idle" if payload.get("reason") == "EVDisconnected" else "EVConnected"
-    info = _tx_info(tx, stoppedReason=stopped if stopped != "Local" else None)
+    tx.charging_state = "Idle" if reason == "EVDisconnected" else "EVConnected"
     event: dict[str, Any] = {"eventType": "Ended", "timestamp": stopped_at, "triggerReason": trigger,
-                             "transactionInfo": info, "meterValue": values}
+                             "transactionInfo": tx_info(tx, stoppedReason=stopped if stopped != "Local" else None),
+                             "meterValue": values}
     if "idTag" in payload:
         event["idToken"] = id_token(session, payload["idTag"])  # E07.FR.02
-    send_event(session, tx, event, answered, request_hash)
+    queue_event(session, tx, event, request_hash)
+    _answer(session, tx, call, {})
+    session.emit("transaction.ended", transaction_id=tx.tx_id, local_id=tx.local_id)
+    session.ledger.prune()
+    _after_last_transaction(session)
 
 
 def _adopt_unknown(session: TranslatingSession, call: Call) -> TxRecord | None:
@@ -315,16 +269,11 @@ def _adopt_unknown(session: TranslatingSession, call: Call) -> TxRecord | None:
     session.ledger.adopt(tx)
     session.meta.next_local_id = max(session.meta.next_local_id, local_id + 1)
     started: dict[str, Any] = {"eventType": "Started", "timestamp": stopped_at, "triggerReason": "Authorized",
-                               "offline": True, "transactionInfo": _tx_info(tx)}
+                               "offline": True, "transactionInfo": tx_info(tx)}
     if token:
         started["idToken"] = token
     session.persist(session.meta)
-
-    def logged(outcome: Outcome) -> None:
-        if not outcome.ok:
-            session.emit("transaction.adopt_failed", transaction_id=tx.tx_id)
-
-    send_event(session, tx, started, logged)
+    queue_event(session, tx, started)
     return tx
 
 
@@ -340,4 +289,3 @@ def _after_last_transaction(session: TranslatingSession) -> None:
         session.emit("reset.scheduled_done", accepted=bool(outcome.ok and outcome.result["status"] == "Accepted"))
 
     session.call_charger("Reset", {"type": "Soft"}, done)
-
