@@ -100,6 +100,16 @@ def test_a_reservation_used_by_a_transaction_does_not_expire() -> None:
     assert "reservation.used" in pb.emitted_kinds()
 
 
+def test_a_start_can_consume_the_reservation_at_once() -> None:
+    pb = Playbook.translated()
+    _reserve(pb)
+    reservation.consumed(pb.session, 11)  # what the StartTransaction handler can call (H03.FR.09)
+    reservation.consumed(pb.session, 99)  # unknown: nothing happens
+    assert pb.session.meta.reservations == []
+    pb.advance(3600)
+    pb.nothing_pending()
+
+
 def test_a_new_reservation_with_the_same_id_replaces_the_old_one() -> None:
     pb = Playbook.translated()
     _reserve(pb)
@@ -187,15 +197,18 @@ def test_a_reserved_connector_that_fails_removes_the_reservation(connector: int,
         assert len(pb.session.meta.reservations) == 1
 
 
-def test_a_connector_found_faulted_at_expiry_reports_removed() -> None:
+def test_a_connector_becoming_faulted_reports_removed_at_once_and_nothing_at_expiry() -> None:
     pb = Playbook.translated()
     _reserve(pb)
     pb.charger_sends("StatusNotification", {"connectorId": 2, "errorCode": "GroundFailure", "status": "Faulted"})
-    while pb.to_csms:
+    updates = []
+    while pb.to_csms:  # deliver the queue: status, error event and the reservation update, in order
         frame = pb.to_csms.pop(0)
         if frame.type_id == 2:
+            if frame.action == "ReservationStatusUpdate":
+                updates.append(frame.payload)
             pb.csms_answers(frame, {})
+    assert [u["reservationUpdateStatus"] for u in updates] == ["Removed"]  # H01.FR.16/17, not at expiry
     pb.to_charger.clear()
     pb.advance(1800)
-    update = next(f for f in pb.to_csms if f.type_id == 2 and f.action == "ReservationStatusUpdate")
-    assert update.payload["reservationUpdateStatus"] == "Removed"
+    assert not [f for f in pb.to_csms if f.type_id == 2 and f.action == "ReservationStatusUpdate"]

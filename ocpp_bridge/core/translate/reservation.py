@@ -148,6 +148,13 @@ def _expired(session: TranslatingSession, reservation_id: int) -> None:
     _report(session, reservation_id, "Removed" if status in _ENDING_STATUSES else "Expired")  # H04.FR.01
 
 
+def consumed(session: TranslatingSession, reservation_id: int) -> None:
+    """For the StartTransaction handler: a start carrying the reservationId ends the reservation (H03.FR.09) at
+    once, instead of at its expiry (when :func:`_used` finds the transaction in the ledger)."""
+    if _forget(session, reservation_id) is not None:
+        session.emit("reservation.used", reservation_id=reservation_id)
+
+
 def connector_status_changed(session: TranslatingSession, connector_id: int, status: str) -> None:
     """For the StatusNotification handler: a connector (0 = the whole charger) that becomes Faulted or
     Unavailable ends its reservations on the charger (1.6 §5.13), which 2.0.1 reports as Removed (H01.FR.16/17)."""

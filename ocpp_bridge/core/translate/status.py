@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from ..convert import timestamp_or
-from . import from_charger
+from . import from_charger, reservation
 from .transactions import CHARGING_STATE, queue_event, refused_connector
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ def status_notification(session: TranslatingSession, call: Call) -> None:
     if connector == 0:
         events.insert(0, _event(session, stamp, trigger="Delta", actualValue=CONNECTOR_STATUS[status],
                                 component={"name": "ChargingStation"}, variable={"name": "AvailabilityState"}))
+    reservation.connector_status_changed(session, connector, status)  # Faulted/Unavailable ends reservations
     session.persist(session.meta)
     if connector != 0:
         request = {"timestamp": stamp, "connectorStatus": CONNECTOR_STATUS[status], "evseId": connector,

@@ -18,7 +18,7 @@ from ..lanes import Outcome
 from ..ledger import content_hash
 from ..rpc import ErrorCode
 from ..state import TxRecord
-from . import from_charger
+from . import from_charger, reservation
 from .txevents import (
     CHARGING_STATE,
     METER_TRIGGERS,
@@ -155,6 +155,8 @@ def _begin(session: TranslatingSession, payload: dict[str, Any], request_hash: s
     if reservation_id is not None and reservation_id < 0:  # no CSMS issued it (2.1: minimum 0): keep the start
         session.emit("transaction.bad_reservation", reservation_id=reservation_id)
         reservation_id = None
+    if reservation_id is not None:
+        reservation.consumed(session, reservation_id)  # H03.FR.09: a start with it ends the reservation
     status = session.meta.connector_status.get(str(connector_id), "Preparing")
     state = CHARGING_STATE[status] if status in ("Charging", "SuspendedEV", "SuspendedEVSE") else "EVConnected"
     remote = _take_remote_start(session, connector_id, payload["idTag"])
@@ -192,7 +194,8 @@ def meter_values_(session: TranslatingSession, call: Call) -> None:
     request_hash = content_hash(call.action, payload)
     if _repeat(session, call, tx, request_hash):
         return
-    values = meter_values(session, payload["meterValue"])
+    # a signed Transaction.Begin register value (signed meter values app note §3.1.2) signs meterStart
+    values = meter_values(session, payload["meterValue"], readings={"Transaction.Begin": tx.meter_start})
     if values:
         context = payload["meterValue"][0]["sampledValue"][0].get("context", "Sample.Periodic")
         event = {
@@ -231,8 +234,10 @@ def stop_transaction(session: TranslatingSession, call: Call) -> None:
     if reason == "Local" and "idTag" not in payload:
         trigger = "EVCommunicationLost" if session.meta.connector_status.get(str(tx.connector_id)) == "Available" \
             else "ChargingStateChanged"
-    values = meter_values(session, payload.get("transactionData", []))
-    values.append(register_sample(stopped_at, payload["meterStop"], "Transaction.End"))
+    values = meter_values(session, payload.get("transactionData", []),
+                          readings={"Transaction.End": payload["meterStop"]})
+    if not _signed_register(values, "Transaction.End"):  # else meterStop already travels with its signature
+        values.append(register_sample(stopped_at, payload["meterStop"], "Transaction.End"))
     tx.ended = True
     # After a 1.6 stop no energy flows: the EV is still connected unless the stop was its disconnection (§4.4).
     tx.charging_state = "Idle" if reason == "EVDisconnected" else "EVConnected"
@@ -246,6 +251,12 @@ def stop_transaction(session: TranslatingSession, call: Call) -> None:
     session.emit("transaction.ended", transaction_id=tx.tx_id, local_id=tx.local_id)
     session.ledger.prune()
     _after_last_transaction(session)
+
+
+def _signed_register(values: list[dict[str, Any]], context: str) -> bool:
+    return any(s.get("context") == context and "signedMeterValue" in s
+               and s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+               for value in values for s in value["sampledValue"])
 
 
 def _adopt_unknown(session: TranslatingSession, call: Call) -> TxRecord | None:
