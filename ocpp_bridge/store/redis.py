@@ -55,7 +55,8 @@ def _key(identity: str, part: str) -> str:
 
 
 class RedisStore:
-    def __init__(self, url: str, lease_ttl: float = 6.0) -> None:
+    def __init__(self, url: str, lease_ttl: float = 3.0) -> None:
+        # renewed every second (listener.LEASE_RENEWAL): a dead replica holds a charger for at most this long
         self.url = url
         self.lease_ttl = lease_ttl
         self._redis: aioredis.Redis | None = None
