@@ -16,7 +16,7 @@ recorded answers match); the output of one replay is checked against the recordi
     python benchmarks/core_bench.py                 # 3 s per setting
     python benchmarks/core_bench.py --seconds 10 --json result.json
     python benchmarks/core_bench.py --smoke         # ~0.5 s in all, for CI
-    python benchmarks/core_bench.py --profile       # cProfile of the validate_output=True replay
+    python benchmarks/core_bench.py --profile       # cProfile of the default-settings replay
 """
 
 from __future__ import annotations
@@ -384,7 +384,7 @@ def _table(results: list[Result], traces: list[Trace], schedule: list[tuple[int,
     verdict = "meets the stretch target" if rate >= TARGET_STRETCH else \
         "meets the issue target" if rate >= TARGET_ISSUE else "is BELOW the issue target"
     lines += ["", f"targets: >= {TARGET_ISSUE:,} frames/s (issue), >= {TARGET_STRETCH:,} (stretch); "
-              f"with validate_output=True the core {verdict} (judged on frames/CPU-s)"]
+              f"with the default settings the core {verdict} (judged on frames/CPU-s)"]
     return "\n".join(lines)
 
 
@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         validate.warm(version)
     traces = record(args.chargers, args.transactions, args.meter_values, upstream)
     schedule = _schedule(traces)
-    configurations = [("validate_output=True", settings(True)), ("validate_output=False", settings(False))]
+    # The default (incoming frames validated, own output not re-checked) first: it is what the targets judge.
+    configurations = [("validate_output=False", settings(False)), ("validate_output=True", settings(True))]
     for _, core in configurations:
         verify(traces, schedule, core, upstream)
     if args.profile:

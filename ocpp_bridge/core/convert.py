@@ -113,10 +113,13 @@ _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**64 - 1
 
 
+_COPIED: Final = ("context", "measurand", "phase", "location")  # same names and values in 1.6 and 2.0.1
 _DECIMAL: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _number(text: str) -> int | float | None:
+    if text.isascii() and text.isdigit() and len(text) < 19:  # the common case: a plain Wh/W reading
+        return int(text)
     if not _DECIMAL.fullmatch(text):
         return None
     try:
@@ -148,11 +151,10 @@ def sampled_value(session: TranslatingSession, sample: dict[str, Any]) -> dict[s
         session.emit("meter.unmapped", measurand=measurand, reason="non-numeric value")
         return None
     result: dict[str, Any] = {"value": number}
-    for name in ("context", "measurand", "phase", "location"):
-        if name in sample:
-            result[name] = sample[name]
-    if "unit" in sample:
-        result["unitOfMeasure"] = {"unit": _UNITS.get(sample["unit"], sample["unit"])}
+    result.update((name, sample[name]) for name in _COPIED if name in sample)
+    unit = sample.get("unit")
+    if unit is not None:
+        result["unitOfMeasure"] = {"unit": _UNITS.get(unit, unit)}
     return result
 
 

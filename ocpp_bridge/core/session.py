@@ -116,6 +116,9 @@ class TranslatingSession:
             self._guarded(None, self.outbox.pump)
         self._schedule()
         out, self._out = self._out, []
+        for index, command in enumerate(out):
+            if isinstance(command, Persist):  # immutable copies of what this event wrote, taken once
+                out[index] = Persist(tuple(record.snapshot() for record in command.records))
         return out
 
     # --- the handler API ----------------------------------------------------------------------------
@@ -211,18 +214,16 @@ class TranslatingSession:
         if self._dirty:
             merged.update((key, self._current(key, old)) for key, old in self._dirty.items())
             self._dirty.clear()
-        merged.update((_record_key(r), r.snapshot()) for r in records)
-        self._out.append(Persist(tuple(merged.values())))
+        merged.update((_record_key(r), r) for r in records)
+        self._out.append(Persist(tuple(merged.values())))  # live records: frozen once, at the end of the event
 
     def _current(self, key: tuple[str, int], old: Record) -> Record:
         kind, number = key
         if kind == "meta":
-            return self.meta.snapshot()
+            return self.meta
         if kind == "tx":
-            record = self.ledger.get(number)
-            return record.snapshot() if record is not None else old
-        queued = next((q for q in self.outbox.items if q.seq == number), None)
-        return queued.snapshot() if queued is not None else old
+            return self.ledger.get(number) or old
+        return next((q for q in self.outbox.items if q.seq == number), old)
 
     @property
     def offline(self) -> bool:

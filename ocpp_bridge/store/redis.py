@@ -109,16 +109,16 @@ class RedisStore:
             if record.delivered:
                 pipe.hdel(_key(identity, "queue"), str(record.seq))
             else:
-                pipe.hset(_key(identity, "queue"), str(record.seq), orjson.dumps(record.to_dict()))
+                pipe.hset(_key(identity, "queue"), str(record.seq), orjson.dumps(record))
         elif isinstance(record, TxRecord):
-            pipe.hset(_key(identity, "tx"), str(record.local_id), orjson.dumps(record.to_dict()))
+            pipe.hset(_key(identity, "tx"), str(record.local_id), orjson.dumps(record))
             if record.ended:
                 pipe.srem(_key(identity, "open"), str(record.local_id))
                 pipe.zadd(_key(identity, "closed"), {str(record.local_id): record.local_id})
             else:
                 pipe.sadd(_key(identity, "open"), str(record.local_id))
         else:
-            pipe.set(_key(identity, "meta"), orjson.dumps(record.to_dict()))
+            pipe.set(_key(identity, "meta"), orjson.dumps(record))
 
     async def ping(self) -> bool:
         try:

@@ -88,7 +88,7 @@ class SqliteStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             for record in records:
-                data = orjson.dumps(record.to_dict())
+                data = orjson.dumps(record)  # orjson writes dataclasses natively
                 if isinstance(record, QueuedMessage):
                     if record.delivered:
                         db.execute("DELETE FROM queue WHERE identity = ? AND seq = ?", (record.identity, record.seq))

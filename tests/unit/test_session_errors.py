@@ -217,7 +217,7 @@ def test_handler_answering_with_an_invalid_payload_is_caught(monkeypatch: pytest
 
     monkeypatch.setitem(CHARGER_ROUTES, "Heartbeat", dataclasses.replace(CHARGER_ROUTES["Heartbeat"],
                                                                          handler=wrong))
-    pb = Playbook.translated()
+    pb = Playbook.translated(settings=CoreSettings(validate_output=True))  # the check under test
     uid = pb.charger_sends("Heartbeat", {})
     pb.charger_receives_error("InternalError", uid)
     pb.nothing_pending()
@@ -230,7 +230,7 @@ def test_handler_calling_the_csms_with_an_invalid_payload_is_caught(monkeypatch:
 
     monkeypatch.setitem(CHARGER_ROUTES, "Heartbeat", dataclasses.replace(CHARGER_ROUTES["Heartbeat"],
                                                                          handler=wrong))
-    pb = Playbook.translated()
+    pb = Playbook.translated(settings=CoreSettings(validate_output=True))  # the check under test
     uid = pb.charger_sends("Heartbeat", {})
     pb.charger_receives_error("InternalError", uid)
     pb.nothing_pending()  # nothing invalid reached the CSMS
