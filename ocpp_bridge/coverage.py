@@ -15,7 +15,7 @@ from typing import Final
 
 from .core import validate
 from .core.rpc import Version
-from .core.translate import CHARGER_ROUTES, CSMS_ROUTES, Handling, Route, pnc, reservation
+from .core.translate import CHARGER_ROUTES, CSMS_ROUTES, Handling, Route, pnc, reports, reservation
 
 DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "coverage.md"
 
@@ -39,12 +39,9 @@ V2_FROM_STATION: Final = frozenset({
     "PullDynamicScheduleUpdate", "ReportDERControl", "VatNumberValidation",
 })
 # CSMS actions without a route yet: the session answers CALLERROR NotSupported until they are built.
-PENDING: Final = {
-    "GetBaseReport": "the synthesized device model (issue 3 items 2-3) is not built yet",
-    "GetReport": "the synthesized device model (issue 3 items 2-3) is not built yet",
-}
+PENDING: Final[dict[str, str]] = {}
 # Messages the bridge sends the CSMS on its own (timers, not a 1.6 message).
-SYNTHESIZED: Final = {**reservation.SYNTHESIZES}
+SYNTHESIZED: Final = {**reservation.SYNTHESIZES, **reports.SYNTHESIZES}
 
 _LEGEND: Final = """\
 How to read it: **translated** = carried to the other side as its counterpart; **synthesized** = made by the bridge

@@ -8,10 +8,10 @@ with a lossless dict form, so any store (SQLite, Redis) can keep them without kn
 from __future__ import annotations
 
 import dataclasses
-
-import orjson
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
+
+import orjson
 
 MAX_REMEMBERED_TOKEN_TYPES = 256  # idToken -> type the CSMS used; bounded so a CSMS cannot grow it forever
 

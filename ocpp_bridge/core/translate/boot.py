@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..convert import epoch
 from ..lanes import Outcome
-from . import from_charger
+from . import from_charger, reports
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -48,6 +48,7 @@ def boot_notification(session: TranslatingSession, call: Call) -> None:
         result = outcome.result
         session.meta.boot_reason = None
         session.meta.boot_accepted = result["status"] == "Accepted"
+        reports.booted(session, call.payload, session.meta.boot_accepted)  # the device model's station facts
         session.persist(session.meta)
         # 2.x schemas are draft-06, where 300.0 is an integer; the 1.6 (draft-04) schema and chargers want 300
         session.reply_charger(call, {"status": result["status"], "currentTime": result["currentTime"],
