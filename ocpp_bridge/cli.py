@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate the settings and mapping files, print the "
                                 "effective settings (secrets masked)")
     check.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    hashing = commands.add_parser("hash-password", help="read a charger's password on stdin, print the hash for a "
+                                  "listener's credentials (scrypt, salted)")
+    hashing.add_argument("--scheme", choices=["scrypt", "pbkdf2"], default="scrypt")
+    hashing.add_argument("--hex", action="store_true", help="the password is hex digits standing for raw bytes "
+                         "(a 1.6 AuthorizationKey sent as binary)")
     demo = commands.add_parser("demo", help="run a reference CSMS, the bridge and a 1.6 charger in one process")
     demo.add_argument("--upstream-protocol", default="ocpp2.0.1", choices=["ocpp2.0.1", "ocpp2.1"],
                       help="what the reference CSMS speaks")
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args.upstream_protocol)
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command == "hash-password":
+        return _hash_password(args.scheme, args.hex)
     try:
         settings = config.load(args.config, listen=args.listen, upstream=args.upstream,
                                upstream_protocols=args.upstream_protocols, state=args.state,
@@ -83,6 +91,23 @@ def _check_config(path: Path | None) -> int:
     return 0
 
 
+def _hash_password(scheme: str, raw_hex: bool) -> int:
+    """The password is read from stdin (never from the command line, where ``ps`` and shell history see it)."""
+    from .io.security import hash_password
+
+    text = sys.stdin.readline().rstrip("\r\n")
+    if not text:
+        print("ocpp-bridge: no password on stdin", file=sys.stderr)
+        return 2
+    try:
+        password = bytes.fromhex(text) if raw_hex else text.encode("utf-8")
+    except ValueError:
+        print("ocpp-bridge: --hex needs an even number of hex digits", file=sys.stderr)
+        return 2
+    print(hash_password(password, scheme))
+    return 0
+
+
 def _reload(bridge: Bridge, config_file: Path | None) -> None:
     """SIGHUP: re-read the file and environment; what can change live is applied, a bad file changes nothing."""
     try:
@@ -107,6 +132,9 @@ async def _serve(settings: config.Settings, core_settings: CoreSettings, config_
     except (StoreError, OSError) as exc:
         print(f"ocpp-bridge: cannot start: {exc}", file=sys.stderr)
         return 1
+    # Everything allocated so far (schemas, tables, the loop) lives for the whole run: keep the collector from
+    # walking it again and again (the load profile showed collector pauses stalling the event loop).
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

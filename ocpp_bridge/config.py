@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from .core.settings import DEFAULT_TOKEN_RULES, DEFAULT_TOKEN_TYPE, CoreSettings, TokenTypeRule
 
 SUPPORTED_UPSTREAM = ("ocpp2.1", "ocpp2.0.1")
+# OCPP A00.FR.317 (CSMS side): ECDHE-ECDSA and RSA AES-GCM suites; ECDHE-RSA added for forward secrecy with an RSA
+# certificate. TLS 1.3 suites are OpenSSL's defaults (all AEAD). Drop AES*-GCM-SHA* (no forward secrecy) to give up
+# A00.FR.317 conformance for forward secrecy only.
+OCPP_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+                "ECDHE-RSA-AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-GCM-SHA384")
 _ID_TOKEN_TYPES = ("Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization")
 
 
@@ -39,12 +44,120 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host, port
 
 
+def _csv(value: Any) -> Any:
+    return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+class ListenerSettings(BaseModel):
+    """One ``[[listeners]]`` table: an address and the one OCPP security profile served there (A00.FR.006)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(description="HOST:PORT chargers connect to.")
+    profile: int = Field(0, ge=0, le=3, description="OCPP security profile: 0 none (lab use only), 1 Basic auth "
+                         "over ws (trusted networks only), 2 TLS + Basic auth, 3 TLS with client certificates.")
+    tls_cert: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Server certificate chain file(s), PEM; one per key type (an RSA and an "
+                                          "ECDSA certificate serve all four A00.FR.317 suites).")
+    tls_key: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Private key file(s), PEM, "
+                                                     "in the order of tls_cert.")
+    tls_ca: Path | None = Field(None, description="CA bundle client certificates must chain to (profile 3).")
+    tls_min_version: str = Field("1.2", description="Lowest TLS version: 1.2 or 1.3.")
+    tls_ciphers: str = Field(OCPP_CIPHERS, description="OpenSSL cipher list for TLS 1.2.")
+    tls_legacy_identities: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Chargers allowed to use TLS 1.0/1.1 (A00.FR.313/314); when set, the "
+                                          "listener accepts 1.0/1.1 handshakes and refuses them for anyone else.")
+    auth: str = Field("local", description="Profiles 1/2: local (verify Basic credentials against the bridge's "
+                      "own hashes) or forward (check the username, let the CSMS verify the password).")
+    credentials_file: Path | None = Field(None, description="TOML file of identity = \"<password hash>\" lines "
+                                          "(ocpp-bridge hash-password makes them).")
+    credentials: dict[str, SecretStr] = Field(default_factory=dict, description="Inline identity -> password hash "
+                                              "(shown masked by check-config).")
+    operator: str | None = Field(None, description="Profile 3: the CPO name the client certificate's O must be "
+                                 "(A00.FR.404).")
+    serial_identities: dict[str, str] = Field(
+        default_factory=dict, description="Profile 3: certificate CN (the charger's serial number, A00.FR.405) -> "
+                                          "identity, for chargers whose CN is not their identity.")
+    expired_certificates: str = Field("reject", description="Profile 3: reject or accept (A00.FR.430: the CSMS "
+                                      "decides) client certificates past their notAfter; accepting is logged.")
+    expired_grace_days: float = Field(0.0, ge=0, description="With reject: certificates expired for less than "
+                                      "this many days are still accepted (and logged).")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @field_validator("tls_cert", "tls_key", "tls_legacy_identities", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return [value] if isinstance(value, Path) else _csv(value)
+
+    @field_validator("tls_min_version")
+    @classmethod
+    def _tls_min(cls, value: str) -> str:
+        if value not in ("1.2", "1.3"):
+            raise ValueError("must be 1.2 or 1.3 (TLS 1.0/1.1: name the legacy chargers in tls_legacy_identities)")
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, value: str) -> str:
+        if value not in ("local", "forward"):
+            raise ValueError("must be local or forward")
+        return value
+
+    @field_validator("expired_certificates")
+    @classmethod
+    def _expired(cls, value: str) -> str:
+        if value not in ("reject", "accept"):
+            raise ValueError("must be reject or accept")
+        return value
+
+    @model_validator(mode="after")
+    def _profile(self) -> ListenerSettings:
+        tls = self.profile in (2, 3)
+        if tls and (not self.tls_cert or len(self.tls_cert) != len(self.tls_key)):
+            raise ValueError(f"profile {self.profile} needs tls_cert and tls_key (the same number of each)")
+        if not tls and (self.tls_cert or self.tls_key or self.tls_ca):
+            raise ValueError(f"profile {self.profile} is plain ws://; TLS needs profile 2 or 3")
+        if self.profile == 3 and (self.tls_ca is None or not self.operator):
+            raise ValueError("profile 3 needs tls_ca (the CA of the chargers' certificates) and operator (the O "
+                             "their certificates must carry)")
+        if self.profile in (1, 2) and self.auth == "local":
+            from .io.security import load_credentials
+
+            load_credentials(self)  # the hashes must be readable and well-formed now, not at the first charger
+            if not (self.credentials or self.credentials_file):
+                raise ValueError('auth = "local" needs credentials or credentials_file (or auth = "forward")')
+        for path in (*self.tls_cert, *self.tls_key, *([self.tls_ca] if self.tls_ca else [])):
+            if not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return split_host_port(self.address)
+
+    @property
+    def tls(self) -> bool:
+        return self.profile in (2, 3)
+
+
 class Settings(BaseSettings):
     """Every setting of ``ocpp-bridge serve``. Field descriptions are the configuration reference."""
 
     model_config = SettingsConfigDict(env_prefix="OCPP_BRIDGE_", extra="forbid", validate_default=True)
 
-    listen: str = Field("0.0.0.0:9000", description="HOST:PORT chargers connect to (ws://HOST:PORT/<path>/<identity>).")
+    listen: str = Field("0.0.0.0:9000", description="HOST:PORT chargers connect to (ws://HOST:PORT/<path>/<identity>), "
+                        "security profile 0: no authentication, for lab use only. When listeners are configured, "
+                        "this port answers only /healthz and /readyz (for probes).")
+    listeners: list[ListenerSettings] = Field(
+        default_factory=list, description="[[listeners]] tables, one OCPP security profile each (keys: address, "
+        "profile, tls_cert, tls_key, tls_ca, tls_min_version, tls_ciphers, tls_legacy_identities, auth, "
+        "credentials_file, credentials, operator, serial_identities, expired_certificates, expired_grace_days; "
+        "see docs/security.md).")
     upstream: str = Field(description="CSMS base URL; the bridge opens URL/<identity> for each charger.")
     upstream_protocols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["ocpp2.0.1"],
@@ -54,8 +167,13 @@ class Settings(BaseSettings):
     state_durability: str = Field("normal", description="SQLite synchronous level: normal survives a process "
                                                         "crash, full also a power loss, off neither.")
     call_timeout: float = Field(20.0, gt=0, le=300, description="Seconds to wait for either peer to answer a call.")
+    drain_timeout: float = Field(10.0, ge=0, le=300, description="On SIGTERM, seconds to let calls in flight "
+                                 "finish before chargers are closed with 1001 (stay below the pod's "
+                                 "terminationGracePeriodSeconds).")
     open_timeout: float = Field(10.0, gt=0, le=120, description="Seconds to open the upstream connection.")
-    validate_output: bool = Field(True, description="Check the bridge's own output against the OCA schemas.")
+    validate_output: bool = Field(False, description="Also check the bridge's own output against the OCA schemas "
+                                  "before sending it (defense in depth, ~25% more core CPU; incoming frames are "
+                                  "always validated).")
     token_types: dict[str, str] = Field(
         default_factory=dict,
         description="Regex (full match) -> 2.0.1 IdTokenEnumType for 1.6 idTags, tried in order before the "
@@ -91,6 +209,53 @@ class Settings(BaseSettings):
                                         "decided about (default: answer Invalid).")
     auth_cache_ttl: float = Field(86_400.0, gt=0, description="How long (s) a CSMS authorization without "
                                   "cacheExpiryDateTime may be reused while the CSMS is unreachable.")
+    upstream_ca: Path | None = Field(None, description="CA bundle for the CSMS certificate (wss://); default: the "
+                                     "system's trust store. The hostname is always checked.")
+    upstream_cert: Path | None = Field(None, description="The bridge's client certificate for the CSMS (PEM).")
+    upstream_key: Path | None = Field(None, description="Private key of upstream_cert (PEM).")
+    upstream_credentials_file: Path | None = Field(
+        None, description="TOML file of identity = \"password\": the Basic-auth password the bridge presents to the "
+                          "CSMS for a charger it authenticated itself (local credentials, profile 3; 2.0.1 "
+                          "BasicAuthPassword). Chargers on profile 0 or forward listeners present their own.")
+    duplicate_policy: str = Field("replace", description="A second connection with a connected identity, once "
+                                  "authenticated: replace (the old one is closed after the new upgrade) or reject "
+                                  "(HTTP 409).")
+    replacements_per_minute: float = Field(2.0, gt=0, description="Replacements allowed per identity per minute "
+                                           "(burst of the same size); more get HTTP 429 and a security event.")
+    max_message_size: int = Field(1 << 20, ge=1024, le=1 << 28, description="Largest message (bytes, after "
+                                  "decompression) from a charger or the CSMS; larger closes with 1009.")
+    compression: str = Field("deflate", description="permessage-deflate toward chargers (RFC 7692, required of a "
+                             "CSMS by OCPP-J): deflate or none. The size limit applies to the inflated message.")
+    frame_rate: float = Field(100.0, gt=0, description="Frames per second per charger (token bucket, live-"
+                              "reloadable); excess CALLs get CALLERROR GenericError and are never forwarded.")
+    frame_burst: int = Field(200, ge=1, description="Frames a charger may send at once above frame_rate.")
+    frame_rate_close_after: int = Field(1000, ge=0, description="Refused frames within 10 s after which the "
+                                        "charger is closed with 1008 (0: never close).")
+    max_connections: int = Field(10_000, ge=1, description="Open connections, all listeners together; more are "
+                                 "closed at accept.")
+    max_connections_per_ip: int = Field(1000, ge=1, description="Open connections per source IP.")
+    max_handshakes_per_ip: int = Field(100, ge=1, description="Connections per source IP that have not finished "
+                                       "their upgrade (slowloris).")
+    handshake_rate_per_ip: float = Field(20.0, gt=0, description="New connections per second per source IP.")
+    handshake_burst_per_ip: int = Field(100, ge=1, description="New connections a source IP may open at once "
+                                        "above handshake_rate_per_ip.")
+    per_ip_exempt: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Networks exempt from the per-IP limits (a local sidecar proxy, a load balancer without "
+                    "PROXY protocol); global limits still apply.")
+    handshake_timeout: float = Field(10.0, gt=0, le=300, description="Seconds for a new connection's TLS "
+                                     "handshake and for its HTTP upgrade request to arrive; then it is closed.")
+    ping_interval: float = Field(20.0, gt=0, description="Seconds between WebSocket pings to each peer.")
+    ping_timeout: float = Field(20.0, gt=0, description="Seconds without a pong after which a peer is "
+                                "considered gone (half-open) and closed.")
+    close_timeout: float = Field(10.0, gt=0, le=120, description="Seconds a peer gets to complete the closing "
+                                 "handshake before its connection is dropped (a half-open peer never does).")
+    write_limit: int = Field(32_768, ge=1024, description="Bytes buffered for a peer that does not read before "
+                             "sending waits (slow readers cannot make the bridge buffer without bound).")
+    auth_failure_delay: float = Field(0.5, ge=0, description="Seconds before answering a failed authentication, "
+                                      "doubled per recent failure of the same source or identity.")
+    auth_failure_delay_max: float = Field(5.0, ge=0, description="Cap (s) of that delay. Correct credentials are "
+                                          "never delayed.")
 
     @field_validator("listen")
     @classmethod
@@ -105,6 +270,55 @@ class Settings(BaseSettings):
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ValueError("must be a ws:// or wss:// URL with a host")
         return value.rstrip("/")
+
+    @field_validator("per_ip_exempt", mode="before")
+    @classmethod
+    def _exempt_csv(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("per_ip_exempt")
+    @classmethod
+    def _exempt(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("duplicate_policy")
+    @classmethod
+    def _duplicate(cls, value: str) -> str:
+        if value not in ("replace", "reject"):
+            raise ValueError("must be replace or reject")
+        return value
+
+    @field_validator("compression")
+    @classmethod
+    def _compression(cls, value: str) -> str:
+        if value not in ("deflate", "none"):
+            raise ValueError("must be deflate or none")
+        return value
+
+    @field_validator("upstream_ca", "upstream_cert", "upstream_key", "upstream_credentials_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if (self.upstream_cert is None) != (self.upstream_key is None):
+            raise ValueError("upstream_cert and upstream_key go together")
+        addresses = [self.listen_address, *(split_host_port(item.address) for item in self.listeners)]
+        addresses = [address for address in addresses if address[1] != 0]  # port 0: any free port
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("listen and every listener need an address of their own")
+        if self.upstream_credentials_file is not None:
+            from .io.security import load_upstream_credentials
+
+            load_upstream_credentials(self.upstream_credentials_file)
+        return self
 
     @field_validator("upstream_protocols", mode="before")
     @classmethod
@@ -231,7 +445,8 @@ def load(config_file: Path | None = None, **flags: Any) -> Settings:
         raise ConfigError(_describe(exc, config_file)) from None
     except SettingsError as exc:  # e.g. an environment value that is not valid JSON for a dict setting
         raise ConfigError(f"invalid configuration: {exc}") from None
-    return Settings.model_construct(**layered.model_dump())
+    # Field values as validated (nested models stay models; a dump would turn listeners into plain dicts).
+    return Settings.model_construct(**{name: getattr(layered, name) for name in Settings.model_fields})
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:

@@ -188,6 +188,12 @@ class TranslatingSession:
             return
         self.to_charger.submit(self._pending(action, payload, then), self.now)
 
+    @property
+    def idle(self) -> bool:
+        """No call in flight in either direction (what a graceful shutdown waits for)."""
+        return not self._charger_calls and not self._csms_calls and self.to_csms.busy is None \
+            and self.to_charger.busy is None
+
     def reconfigure(self, settings: CoreSettings) -> None:
         """New settings for a running session (SIGHUP): mappings, timeouts, policies; nothing is interrupted."""
         self.settings = settings

@@ -30,9 +30,12 @@ from ..core.state import ChargerMeta, ChargerState, QueuedMessage, Record, TxRec
 from . import StoreError
 
 PREFIX: Final = "ocppb"
-# Renew the lease only if we still own it (another replica may have taken it over).
+# Renew the lease if we still own it; if it merely expired (Redis was unreachable for a while), claim it again.
+# Only another owner's value means the charger was taken over.
 _RENEW: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if current == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
 return 0
 """
 # After waiting for the previous owner: start our lease afresh, unless an even newer session took over meanwhile.

@@ -54,7 +54,9 @@ class SqliteStore:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={_DURABILITY[self.durability]}")
-            db.execute("PRAGMA busy_timeout=5000")
+            # Writes run on the event loop: a file locked by another process must fail fast (the charger gets
+            # CALLERROR and retries) rather than freeze every session for seconds.
+            db.execute("PRAGMA busy_timeout=250")
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state file {self.path}: {exc}") from exc

@@ -5,9 +5,14 @@ ocpp_bridge.cli serve``), wait for ``/healthz``, and stop it with SIGTERM expect
 bridge is mocked. The peers (``peers.py``) are the ``ocpp`` package's ChargePoints with validation on.
 
 One bridge process serves the whole session (start-up compiles every schema, ~2 s); it points at a reserved
-CSMS port on which each test starts its own CSMS. Tests that need their own bridge (restart, other flags) get
-one from ``bridge_factory``. Every test uses fresh charger identities, so the shared state file never mixes
-tests. After each test the shared bridge must be alive and back to zero sessions.
+CSMS port on which each test starts its own CSMS. A second shared bridge (``close_mode_bridge``) runs with
+``outage_mode = "close"`` (the plain OCPP-J Local Controller rule) for the tests of that mode. Tests that need
+their own bridge (restart, other settings) get one from ``bridge_factory``. Every test uses fresh charger
+identities, so the shared state files never mix tests. After each test a shared bridge must be alive and back
+to zero sessions.
+
+The state store is a fixture parameter (``store``): every durability test runs against each backend listed in
+``STORE_BACKENDS`` (SQLite, and Redis on the real redis-server ``tests/conftest.py`` starts).
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class BridgeProcess:
 
     port: int
     upstream: str
-    state: Path
+    state: Path | str  # a SQLite file, or whatever else ``--state`` accepts
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # OCPP_BRIDGE_* settings on top of the inherited env
@@ -189,13 +194,36 @@ async def bridge(shared_bridge: BridgeProcess) -> AsyncIterator[BridgeProcess]:
     await shared_bridge.wait_idle()
 
 
+@pytest.fixture(scope="session")
+def shared_close_mode_bridge(csms_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
+    directory = tmp_path_factory.mktemp("bridge-close-mode")
+    bridge = BridgeProcess(free_port(), f"ws://127.0.0.1:{csms_port}/ocpp", directory / "state.db",
+                           directory / "bridge.log", env={"OCPP_BRIDGE_OUTAGE_MODE": "close"})
+    _BRIDGES.append(bridge)
+    bridge.start()
+    yield bridge
+    if bridge.alive():
+        code = bridge.terminate()
+        assert code == 0, f"close-mode bridge exited with {code}:\n{bridge.log_tail()}"
+
+
+@pytest.fixture
+async def close_mode_bridge(shared_close_mode_bridge: BridgeProcess) -> AsyncIterator[BridgeProcess]:
+    """A shared bridge with ``outage_mode = "close"``: losing the CSMS closes the charger (Local Controller)."""
+    process = shared_close_mode_bridge
+    assert process.alive(), f"the close-mode bridge died earlier:\n{process.log_tail()}"
+    yield process
+    assert process.alive(), f"the close-mode bridge died during the test:\n{process.log_tail()}"
+    await process.wait_idle()
+
+
 @pytest.fixture
 def bridge_factory(tmp_path: Path, csms_port: int) -> Iterator[Callable[..., BridgeProcess]]:
     """Start dedicated bridges (own port, own state file unless given); stopped (SIGTERM, exit 0) at teardown."""
     started: list[BridgeProcess] = []
     counter = itertools.count()
 
-    def make(upstream: str | None = None, state: Path | None = None, port: int | None = None,
+    def make(upstream: str | None = None, state: Path | str | None = None, port: int | None = None,
              args: list[str] | None = None, env: dict[str, str] | None = None) -> BridgeProcess:
         number = next(counter)
         process = BridgeProcess(port or free_port(), upstream or f"ws://127.0.0.1:{csms_port}/ocpp",
@@ -213,6 +241,32 @@ def bridge_factory(tmp_path: Path, csms_port: int) -> Iterator[Callable[..., Bri
             if code != 0:
                 failures.append(f"bridge on {process.port} exited with {code}:\n{process.log_tail()}")
     assert not failures, "\n".join(failures)
+
+
+# --- the state store --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """Where the bridges of one test keep their state: ``state`` is their ``--state`` value (all of them share
+    it, as a restarted bridge or a second replica does)."""
+
+    name: str
+    state: Path | str
+
+
+STORE_BACKENDS = ["sqlite", "redis"]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
+    """SQLite: a fresh file per test. Redis: the session's real redis-server (``tests/conftest.py``); tests
+    never share a charger identity, so they never share keys."""
+    if request.param == "sqlite":
+        return StoreBackend("sqlite", tmp_path / "durable.db")
+    if request.param == "redis":
+        return StoreBackend("redis", request.getfixturevalue("redis_url"))
+    raise AssertionError(f"unknown store backend {request.param}")
 
 
 # --- the CSMS ----------------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ assert what the other side saw, and a peer that had to reject a frame fails the 
 
 Answers are configurable per action (``peer.answer("Authorize", {...})`` or a callable of the request payload);
 payloads are written as on the wire (camelCase).
+
+Delivery is asynchronous (docs/durability.md): a charger's MeterValues, StopTransaction and StatusNotification are
+answered once the bridge has stored them, and reach the CSMS just after. A test therefore never reads the CSMS's
+log at the moment the charger got its answer; it waits, with a deadline, for what the CSMS must have received
+(``Csms.expect``, ``Csms.wait_received``, ``Csms.transaction_events``). ``RawCharger16`` is a lean 1.6 client on
+bare websockets for tests that need hundreds of chargers or full control over retries.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -86,9 +94,11 @@ class RecordingPeer:
     raw_received: list[str]
     raw_sent: list[str]
     _current: list[Any] | None
+    observer: Inbox | None  # also told of every request recorded (the CSMS's log across all its stations)
 
-    def _init_recording(self) -> None:
+    def _init_recording(self, observer: Inbox | None = None) -> None:
         self.inbox = Inbox()
+        self.observer = observer
         self.answers = {}
         self.errors_sent = []
         self.raw_received = []
@@ -120,7 +130,10 @@ class RecordingPeer:
     async def _respond(self, action: str) -> Any:
         assert self._current is not None and self._current[2] == action
         payload = self._current[3]
-        self.inbox.add(Received(action, payload, self._current[1]))
+        record = Received(action, payload, self._current[1])
+        self.inbox.add(record)
+        if self.observer is not None:
+            self.observer.add((self.id, record))  # type: ignore[attr-defined]
         answer = self.answers.get(action, self.DEFAULTS.get(action, {}))
         body = answer(payload) if callable(answer) else answer
         if inspect.isawaitable(body):  # an answer may take its time (a slow peer)
@@ -229,7 +242,9 @@ class Csms:
     connections: dict[str, ServerConnection] = field(default_factory=dict)
     answers: dict[str, Answer] = field(default_factory=dict)  # applied to every station, present and future
     server: Server | None = None
+    connected_at: list[tuple[str, float]] = field(default_factory=list)  # (identity, time.monotonic()) per upgrade
     _arrivals: Inbox = field(default_factory=Inbox)
+    _log: Inbox = field(default_factory=Inbox)  # (identity, Received) for every request, all stations, in order
 
     async def start(self) -> Csms:
         self.server = await serve(self._handle, "127.0.0.1", self.port, subprotocols=self.subprotocols,
@@ -262,12 +277,13 @@ class Csms:
         identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]  # type: ignore[union-attr]
         station_class = CsmsStation21 if connection.subprotocol == "ocpp2.1" else CsmsStation201
         station = station_class(identity, connection, response_timeout=TIMEOUT)
-        station._init_recording()
+        station._init_recording(self._log)
         for action, answer in self.answers.items():
             station.answer(action, answer)
         self.stations[identity] = station
         self.history.append(station)
         self.connections[identity] = connection
+        self.connected_at.append((identity, time.monotonic()))
         self._arrivals.add(identity)
         with contextlib.suppress(websockets.ConnectionClosed):
             await station.start()
@@ -287,6 +303,54 @@ class Csms:
     def received(self, identity: str, action: str | None = None) -> list[dict[str, Any]]:
         """What every connection of ``identity`` received, in order (survives reconnects)."""
         return [p for station in self.history if station.id == identity for p in station.received(action)]
+
+    async def expect(self, identity: str, action: str, where: Callable[[dict[str, Any]], bool] = lambda p: True,
+                     timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The first request ``action`` of ``identity`` (any of its connections) satisfying ``where``; waits."""
+        return (await self.wait_received(identity, action, 1, where, timeout))[0]
+
+    async def wait_received(self, identity: str, action: str, count: int,
+                            where: Callable[[dict[str, Any]], bool] = lambda p: True,
+                            timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Wait until the CSMS has received at least ``count`` requests ``action`` of ``identity`` satisfying
+        ``where`` (across reconnects); all of those received so far, in order."""
+        def enough() -> list[dict[str, Any]] | None:
+            found = [p for p in self.received(identity, action) if where(p)]
+            return found if len(found) >= count else None
+
+        try:
+            return await self._log.until(enough, timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            seen = [p for p in self.received(identity, action) if where(p)]
+            raise AssertionError(f"the CSMS received {len(seen)} {action} of {identity} within {timeout} s, "
+                                 f"expected {count}: {seen}") from None
+
+    async def transaction_events(self, identity: str, count: int, transaction_id: str | None = None,
+                                 timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Wait until the CSMS has received ``count`` TransactionEvents of ``identity`` (of one transaction if
+        ``transaction_id`` is given); all of them so far."""
+        return await self.wait_received(identity, "TransactionEvent", count,
+                                        lambda e: transaction_id in (None, e["transactionInfo"]["transactionId"]),
+                                        timeout)
+
+    async def until_ended(self, identity: str, transaction_id: str | None = None,
+                          timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Wait until the CSMS has received an Ended event (of ``transaction_id`` if given); the transaction's
+        TransactionEvents (those of ``identity`` if no id is given) received so far."""
+        def mine(event: dict[str, Any]) -> bool:
+            return transaction_id in (None, event["transactionInfo"]["transactionId"])
+
+        await self.wait_received(identity, "TransactionEvent", 1, lambda e: mine(e) and e["eventType"] == "Ended",
+                                 timeout)
+        return [e for e in self.received(identity, "TransactionEvent") if mine(e)]
+
+    async def handshakes_of(self, identity: str, count: int, timeout: float = TIMEOUT) -> list[Handshake]:
+        """Wait for the ``count``-th upgrade request of ``identity`` (e.g. the bridge reconnecting); all so far."""
+        def enough() -> list[Handshake] | None:
+            found = [h for h in self.handshakes if h.identity == identity]
+            return found if len(found) >= count else None
+
+        return await self._arrivals.until(enough, timeout)  # type: ignore[no-any-return]
 
     def errors_sent(self) -> list[list[Any]]:
         return [error for station in self.history for error in station.errors_sent]
@@ -464,3 +528,255 @@ async def exchange(ws: Any, frame: str | list[Any]) -> list[Any]:
 
 async def recv_json(ws: Any) -> list[Any]:
     return json.loads(await within(ws.recv()))  # type: ignore[no-any-return]
+
+
+# --- transaction events as the CSMS saw them ---------------------------------------------------------------
+
+
+def collapse_repeats(events: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The events with identical re-deliveries removed, and how many there were.
+
+    Delivery is at-least-once (docs/durability.md): the one message in flight when the bridge died may reach the
+    CSMS again, identical, with the same seqNo. A second event with the same transactionId and seqNo but a
+    DIFFERENT content is kept (and makes the numbering checks fail): that would be a second event, not a repeat.
+    """
+    seen: list[dict[str, Any]] = []
+    repeats = 0
+    for event in events:
+        if any(event == earlier for earlier in seen):
+            repeats += 1
+        else:
+            seen.append(event)
+    return seen, repeats
+
+
+def check_one_transaction(events: Sequence[dict[str, Any]]) -> str:
+    """One transaction's TransactionEvents as the CSMS must see them: one transactionId, seqNo contiguous from 0,
+    exactly one Started (first) and one Ended (last), Updated in between. Returns the transactionId."""
+    assert events, "no TransactionEvent at all"
+    ids = {e["transactionInfo"]["transactionId"] for e in events}
+    assert len(ids) == 1, f"several transactionIds for one transaction: {ids}"
+    assert [e["seqNo"] for e in events] == list(range(len(events))), [(e["eventType"], e["seqNo"]) for e in events]
+    kinds = [e["eventType"] for e in events]
+    assert kinds[0] == "Started" and kinds.count("Started") == 1, kinds
+    assert kinds[-1] == "Ended" and kinds.count("Ended") == 1, kinds
+    return ids.pop()
+
+
+def meter_readings(event: dict[str, Any]) -> list[Any]:
+    """Every sampled value of an event, in order."""
+    return [s["value"] for m in event.get("meterValue", []) for s in m["sampledValue"]]
+
+
+# --- a lean 1.6 charger on bare websockets -----------------------------------------------------------------
+
+
+class CallErrorReceived(Exception):
+    def __init__(self, frame: list[Any]) -> None:
+        super().__init__(f"{frame[2]}: {frame[3]}")
+        self.code = frame[2]
+        self.description = frame[3]
+
+
+RAW16_ANSWERS: dict[str, dict[str, Any]] = {
+    "RemoteStopTransaction": {"status": "Accepted"},
+    "RemoteStartTransaction": {"status": "Accepted"},
+    "Reset": {"status": "Accepted"},
+    "TriggerMessage": {"status": "Accepted"},
+    "ChangeAvailability": {"status": "Accepted"},
+    "ClearCache": {"status": "Accepted"},
+    "ChangeConfiguration": {"status": "Accepted"},
+    "GetConfiguration": {"configurationKey": []},
+}
+
+
+class RawCharger16:
+    """A 1.6-J charger written by hand: one JSON frame per call, no schema library, cheap enough for hundreds.
+
+    ``call`` sends a CALL and returns the CALLRESULT payload (a CALLERROR raises CallErrorReceived, a closed
+    socket ConnectionClosed). CALLs from the bridge are recorded and answered from ``answers``.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self, url: str, identity: str) -> None:
+        self.url = url
+        self.identity = identity
+        self.ws: ClientConnection | None = None
+        self.answers = dict(RAW16_ANSWERS)
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[list[Any]] = []  # every CALLERROR the bridge answered with
+        self.connections = 0
+        self._pending: dict[str, asyncio.Future[list[Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self, timeout: float = TIMEOUT) -> RawCharger16:
+        self.ws = await within(connect(self.url, subprotocols=[websockets.Subprotocol("ocpp1.6")],
+                                       open_timeout=timeout, compression=None), timeout + 1)
+        assert self.ws.subprotocol == "ocpp1.6"
+        self.connections += 1
+        self._reader = asyncio.create_task(self._read(self.ws))
+        return self
+
+    async def connect_retrying(self, deadline: float) -> RawCharger16:
+        """Connect, trying again every 100 ms until ``deadline`` (time.monotonic()): a bridge being restarted
+        refuses connections for a while, as a real charger finds."""
+        while True:
+            try:
+                return await self.connect(timeout=5)
+            except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidStatus):
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)  # a charger's reconnect interval, not a synchronisation
+
+    @property
+    def open(self) -> bool:
+        return self.ws is not None and self.ws.close_code is None and self.ws.state is websockets.State.OPEN
+
+    async def call(self, action: str, payload: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:
+        ws = self.ws
+        assert ws is not None, "not connected"
+        unique_id = f"m{next(self._ids)}"  # OCPP-J: at most 36 characters
+        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending[unique_id] = answer
+        try:
+            await ws.send(json.dumps([2, unique_id, action, payload]))
+            frame = await asyncio.wait_for(asyncio.shield(answer), timeout)
+        finally:
+            self._pending.pop(unique_id, None)
+        if frame[0] == 4:
+            self.errors.append(frame)
+            raise CallErrorReceived(frame)
+        return frame[2]  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await within(self.ws.close())
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await within(self._reader)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        closed: Exception = websockets.ConnectionClosed(None, None)
+        try:
+            async for text in ws:
+                frame = json.loads(text)
+                if frame[0] in (3, 4):
+                    future = self._pending.get(frame[1])
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+                elif frame[0] == 2:
+                    self.received.append((frame[2], frame[3]))
+                    await ws.send(json.dumps([3, frame[1], self.answers.get(frame[2], {})]))
+        except websockets.ConnectionClosed as exc:
+            closed = exc
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(closed)
+
+    async def call_until_answered(self, action: str, payload: dict[str, Any], deadline: float,
+                                  timeout: float = TIMEOUT) -> tuple[dict[str, Any], int]:
+        """What a 1.6 charger does with a transaction message: send it, and when the connection dies (or the
+        answer is an error) before it is answered, reconnect and send the SAME message again, until it is
+        answered or ``deadline`` (time.monotonic()) passes. The answer and the number of sends."""
+        sends = 0
+        while True:
+            if not self.open:
+                await self.connect_retrying(deadline)
+            sends += 1
+            try:
+                return await self.call(action, payload, timeout), sends
+            except (websockets.ConnectionClosed, TimeoutError, CallErrorReceived):
+                if time.monotonic() > deadline:
+                    raise
+                if self.open:  # an error answer on a live connection: the charger's retry interval
+                    await asyncio.sleep(0.2)
+
+
+# --- a lean CSMS for hundreds of stations ------------------------------------------------------------------
+
+
+def _lean_answer(action: str) -> dict[str, Any]:
+    if action == "BootNotification":
+        return {"currentTime": now(), "interval": 300, "status": "Accepted"}
+    if action == "Heartbeat":
+        return {"currentTime": now()}
+    if action in ("Authorize", "TransactionEvent"):
+        return {"idTokenInfo": {"status": "Accepted"}}
+    return {}
+
+
+class LeanCsms:
+    """A 2.0.1 CSMS on bare websockets: answers every CALL at once and records when each station connected and
+    what it sent. No schema validation (the ``Csms`` above does that): this one exists to be cheap for 500."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: Server | None = None
+        self.connects: list[tuple[str, float]] = []  # (identity, time.monotonic()) of every upstream link opened
+        self.calls: list[tuple[str, str, float]] = []  # (identity, action, time.monotonic())
+        self.live: dict[str, ServerConnection] = {}
+        self._changed = Inbox()
+
+    async def start(self) -> LeanCsms:
+        self.server = await serve(self._handle, "127.0.0.1", self.port,
+                                  subprotocols=[websockets.Subprotocol("ocpp2.0.1")], compression=None)
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and close every station's connection (1001), like a CSMS process going down."""
+        if self.server is not None:
+            self.server.close()
+            await within(self.server.wait_closed(), 30)
+            self.server = None
+        self.live.clear()
+
+    async def until(self, check: Callable[[], Any], timeout: float) -> Any:
+        return await self._changed.until(check, timeout)
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]  # type: ignore[union-attr]
+        self.connects.append((identity, time.monotonic()))
+        self.live[identity] = connection
+        self._changed.add(identity)
+        try:
+            async for text in connection:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    self.calls.append((identity, frame[2], time.monotonic()))
+                    self._changed.add(identity)
+                    await connection.send(json.dumps([3, frame[1], _lean_answer(frame[2])]))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if self.live.get(identity) is connection:
+                del self.live[identity]
+
+
+# --- security tests: chargers over TLS or from another source address (tests/integration/test_security.py) ----------
+
+
+@contextlib.asynccontextmanager
+async def charger_with(url: str, identity: str, protocol: str = "ocpp1.6", headers: dict[str, str] | None = None,
+                       **connect_options: Any) -> Any:
+    """``charger`` with extra ``connect`` options (``ssl=`` a client context, ``local_addr=`` a source address,
+    ``compression=``); yields a ChargerLink."""
+    ws = await within(connect(url, subprotocols=[websockets.Subprotocol(protocol)], additional_headers=headers,
+                              open_timeout=TIMEOUT, **connect_options))
+    assert ws.subprotocol == protocol, f"the bridge agreed to {ws.subprotocol!r}, not {protocol}"
+    cp = _CHARGER_CLASSES[protocol](identity, ws, response_timeout=TIMEOUT)
+    cp._init_recording()
+    if isinstance(cp, _ChargerMixin):
+        cp.config = dict(DEFAULT_16_CONFIG)
+        cp.answer("GetConfiguration", cp._get_configuration)
+        cp.answer("ChangeConfiguration", cp._change_configuration)
+    task = asyncio.create_task(_read_forever(cp))
+    try:
+        yield ChargerLink(cp, ws, task)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(asyncio.TimeoutError, websockets.ConnectionClosed):
+            await within(ws.close())

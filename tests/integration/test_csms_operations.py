@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ocpp.exceptions import NotSupportedError
 from ocpp.v16 import call as c16
 from ocpp.v201 import call as c201
 
@@ -41,7 +40,8 @@ async def test_request_start_transaction(session16):
     started = await session16.link.call(c16.StartTransaction(connector_id=1, id_tag="REMOTE-01", meter_start=0,
                                                              timestamp=now()))
     assert started.id_tag_info["status"] == "Accepted"
-    (event,) = session16.station.received("TransactionEvent")
+    event = await session16.station.expect("TransactionEvent")
+    assert session16.station.received("TransactionEvent") == [event]
     assert event["eventType"] == "Started"
     assert event["triggerReason"] == "RemoteStart"
     assert event["transactionInfo"]["remoteStartId"] == 4711
@@ -182,7 +182,8 @@ async def test_trigger_status_notification(session16):
     assert session16.link.cp.received("TriggerMessage") == [
         {"requestedMessage": "StatusNotification", "connectorId": 2}]
     await session16.link.call(c16.StatusNotification(connector_id=2, error_code="NoError", status="Available"))
-    (status,) = session16.station.received("StatusNotification")
+    status = await session16.station.expect("StatusNotification")  # stored, then delivered
+    assert session16.station.received("StatusNotification") == [status]
     assert (status["evseId"], status["connectorId"], status["connectorStatus"]) == (2, 1, "Available")
 
 
@@ -192,10 +193,11 @@ async def test_trigger_status_notification_without_connector_is_rejected_by_the_
     assert session16.link.cp.received() == []
 
 
-async def test_trigger_a_message_1_6_cannot_send(session16):
-    answer = await csms_call(session16.station, c201.TriggerMessage(
-        requested_message="SignChargingStationCertificate"))
-    assert answer.status == "NotImplemented"
+@pytest.mark.parametrize("wanted", ["PublishFirmwareStatusNotification", "SignCombinedCertificate"])
+async def test_trigger_a_message_1_6_cannot_send(session16, wanted):
+    answer = await csms_call(session16.station, c201.TriggerMessage(requested_message=wanted))
+    assert answer.status == "NotImplemented"  # F06.FR.08
+    assert answer.status_info["reason_code"] == "UnsupportedRequest"
     assert session16.link.cp.received() == []
 
 
@@ -298,15 +300,18 @@ async def test_set_variables(session16):
 # --- what 1.6 cannot do -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("request_", [
-    c201.GetDisplayMessages(request_id=1),
-    c201.SetNetworkProfile(configuration_slot=1, connection_data={
+@pytest.mark.parametrize(("request_", "status"), [
+    (c201.GetDisplayMessages(request_id=1), "Unknown"),
+    (c201.SetNetworkProfile(configuration_slot=1, connection_data={
         "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": "wss://csms.example.com/ocpp",
-        "messageTimeout": 30, "securityProfile": 2, "ocppInterface": "Wired0"}),
+        "messageTimeout": 30, "securityProfile": 2, "ocppInterface": "Wired0"}), "Rejected"),
 ], ids=["GetDisplayMessages", "SetNetworkProfile"])
-async def test_unsupported_operation_is_not_supported(session16, request_):
-    with pytest.raises(NotSupportedError):
-        await csms_call(session16.station, request_)
+async def test_unsupported_operation_is_refused_by_the_bridge(session16, request_, status):
+    """No 1.6 counterpart: the bridge answers at once with the negative status of the response enum and
+    statusInfo UnsupportedRequest (the ocpp package validated the answer against the 2.0.1 schema)."""
+    answer = await csms_call(session16.station, request_)
+    assert answer.status == status
+    assert answer.status_info["reason_code"] == "UnsupportedRequest"
     # The session goes on, and the charger never heard of it.
     await session16.link.call(c16.Heartbeat())
     assert session16.link.cp.received() == []

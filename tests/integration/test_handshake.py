@@ -200,6 +200,7 @@ async def test_upstream_protocols_prefer_2_1(bridge_factory, csms_factory, ident
                                                                timestamp="2025-01-01T00:00:00Z"))
         await charge_point.call(c16.StopTransaction(transaction_id=started.transaction_id, meter_stop=5,
                                                     timestamp="2025-01-01T01:00:00Z"))
+        await csms.until_ended(identity)  # delivered after the charger's answer: wait before hanging up
     (handshake,) = csms.handshakes
     assert handshake.subprotocols == ["ocpp2.1", "ocpp2.0.1"]
     assert csms.connections[identity].subprotocol == "ocpp2.1"

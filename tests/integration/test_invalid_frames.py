@@ -201,8 +201,25 @@ async def test_stray_answers_from_the_csms_are_dropped(bridge, raw_csms, identit
         assert [frame[0] for frame in frames] == [2]  # only the ClearCache CALL reached the charger
 
 
-async def test_csms_frame_over_the_size_limit_ends_the_session(bridge, raw_csms, identity):
+async def test_csms_frame_over_the_size_limit_closes_only_the_upstream_link(bridge, raw_csms, identity):
+    """A CSMS frame over the limit: the bridge closes that link (1009), never hands the frame on, and rides the
+    lost link through: the charger stays connected and the bridge dials the CSMS again."""
     async with charger(bridge.ws_url(identity), identity) as charge_point:
+        upstream = await raw_csms.next()
+        await within(upstream.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "v",
+                                                                           "data": "x" * (1 << 20)}])))
+        await within(upstream.wait_closed())
+        assert upstream.close_code == 1009  # the bridge refused the frame
+        again = await raw_csms.next()  # a new upstream link for the same charger
+        assert again.request is not None and again.request.path.endswith(f"/{identity}")
+        # The session goes on over the new link.
+        assert await exchange(again, [2, "ok", "ClearCache", {}]) == [3, "ok", {"status": "Accepted"}]
+        assert charge_point.ws.close_code is None
+        assert charge_point.cp.actions() == ["ClearCache"]  # nothing of the big frame
+
+
+async def test_csms_frame_over_the_size_limit_ends_the_session_in_close_mode(close_mode_bridge, raw_csms, identity):
+    async with charger(close_mode_bridge.ws_url(identity), identity) as charge_point:
         upstream = await raw_csms.next()
         await within(upstream.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "v",
                                                                            "data": "x" * (1 << 20)}])))

@@ -157,3 +157,31 @@ async def test_sighup_reload_keeps_sessions_and_applies_new_settings(bridge_fact
 async def _log_has(bridge: Any, event: str) -> None:
     while not any(line.get("event") == event for line in bridge.log_lines()):
         await asyncio.sleep(0.05)
+
+
+async def test_sigterm_drains_calls_in_flight_then_closes_with_1001(bridge_factory: Any, csms: Any,
+                                                                     identity: str) -> None:
+    release = asyncio.Event()
+
+    async def slow_heartbeat(_payload: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"currentTime": now()}
+
+    bridge = bridge_factory()
+    async with charger(bridge.ws_url(identity), identity) as link:
+        await link.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        csms.answer("Heartbeat", slow_heartbeat)
+        pending = asyncio.create_task(link.call(call16.Heartbeat()))
+        await csms.expect(identity, "Heartbeat")  # in flight at the CSMS
+        bridge.proc.send_signal(signal.SIGTERM)
+        await within(_log_has(bridge, "bridge.stopping"))
+        try:  # draining: the listening socket is closed (refused) or, racing it, readiness says 503
+            status = http_get(bridge.port, "/readyz")[0]
+        except OSError:
+            status = 503
+        assert status == 503
+        release.set()  # the CSMS answers while the bridge drains
+        answer = await within(pending)
+        assert answer.current_time  # the charger got its answer before the session was closed
+        assert await link.closed() == 1001
+    assert await asyncio.to_thread(bridge.proc.wait, 10) == 0

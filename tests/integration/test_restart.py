@@ -2,7 +2,12 @@
 
 Bridge #1 is stopped with SIGTERM (exit status 0, the charger's socket closed with 1001 "going away"); bridge #2
 starts on the same state file and port; the charger reconnects and carries on with the 1.6 transactionId it
-was given. The CSMS sees one transaction: the same 2.0.1 transactionId, seqNo 0, 1, 2, ... without gap or repeat.
+was given. The CSMS sees one transaction: the same 2.0.1 transactionId, seqNo 0, 1, 2, ... without gap. Delivery
+is at-least-once (docs/durability.md): the one event in flight when a bridge stops may reach the CSMS again,
+identical, with the same seqNo; any other repeat, or two different events with one seqNo, fails.
+
+The CSMS dropping its link is not a restart of anything: the bridge rides it through (the charger stays
+connected) and reconnects upstream by itself.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import pytest
 from ocpp.v16 import call as c16
 from ocpp.v201 import call as c201
 
-from .peers import charger, now, within
+from .peers import charger, check_one_transaction, collapse_repeats, meter_readings, now, within
 
 
 def meter(value: str) -> list[dict[str, Any]]:
@@ -33,6 +38,7 @@ async def test_transaction_survives_a_bridge_restart(bridge_factory, csms, ident
         local_id = started.transaction_id
         await charge_point.call(c16.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
         await charge_point.call(c16.MeterValues(connector_id=1, transaction_id=local_id, meter_value=meter("200")))
+        await csms.transaction_events(identity, 3)  # Started, Updated (Charging), Updated (200)
         upstream_1 = csms.connections[identity]
 
         assert await first.aterminate() == 0
@@ -44,14 +50,15 @@ async def test_transaction_survives_a_bridge_restart(bridge_factory, csms, ident
         await charge_point.call(c16.MeterValues(connector_id=1, transaction_id=local_id, meter_value=meter("300")))
         stopped = await charge_point.call(c16.StopTransaction(transaction_id=local_id, meter_stop=400,
                                                               timestamp=now(), reason="Local", id_tag="RESTART-1"))
-        assert stopped.id_tag_info["status"] == "Accepted"
+        assert stopped.id_tag_info is None  # answered once stored: there is no CSMS decision to hand on yet
+        await csms.until_ended(identity)
 
-    events = csms.received(identity, "TransactionEvent")
+    events, repeats = collapse_repeats(csms.received(identity, "TransactionEvent"))
+    assert repeats <= 1  # at most the event in flight at the SIGTERM
     assert [e["eventType"] for e in events] == ["Started", "Updated", "Updated", "Updated", "Ended"]
-    assert [e["seqNo"] for e in events] == list(range(len(events)))
-    assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
-    assert [e["meterValue"][0]["sampledValue"][0]["value"] for e in events[2:4]] == [200, 300]
-    assert events[-1]["meterValue"][-1]["sampledValue"][0]["value"] == 400
+    check_one_transaction(events)
+    assert [meter_readings(e)[0] for e in events[2:4]] == [200, 300]
+    assert meter_readings(events[-1])[-1] == 400
 
 
 async def test_remote_stop_after_a_restart_reaches_the_right_transaction(bridge_factory, csms, identity, tmp_path):
@@ -88,22 +95,28 @@ async def test_sigterm_with_no_session_exits_cleanly(bridge_factory):
 async def test_start_in_flight_during_a_restart_is_one_transaction(bridge_factory, csms, identity, tmp_path, how):
     """The bridge stops while the CSMS holds the Started event's answer; the charger never got its id.
 
-    After the restart the charger repeats its StartTransaction (TransactionMessageAttempts): the bridge recognises
-    it and resends the same event (same transactionId, same seqNo 0) rather than starting a second transaction.
+    The Started event was stored before it was sent, so bridge #2 replays it from the store (identical: same
+    transactionId, same seqNo 0). The charger repeats its StartTransaction (TransactionMessageAttempts): the
+    bridge recognises it by content and answers the same transaction, never a second one. The token was
+    authorized by the CSMS just before, so the answer is the CSMS's own decision whether or not the replayed
+    event's answer has arrived yet.
     """
     state = tmp_path / "inflight.db"
     release = asyncio.Event()
 
-    async def slow_first(payload: dict[str, Any]) -> dict[str, Any]:
+    async def slow(payload: dict[str, Any]) -> dict[str, Any]:
         await release.wait()
         return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in payload else {}
 
-    csms.answer("TransactionEvent", slow_first)
-    first = bridge_factory(state=state)
+    # the CSMS never answers during the stop: a short drain, then the charger is closed with 1001
+    first = bridge_factory(state=state, env={"OCPP_BRIDGE_DRAIN_TIMEOUT": "1"})
     request = c16.StartTransaction(connector_id=1, id_tag="INFLIGHT", meter_start=10, timestamp=now())
     async with charger(first.ws_url(identity), identity) as charge_point:
+        authorized = await charge_point.call(c16.Authorize(id_tag="INFLIGHT"))
+        assert authorized.id_tag_info["status"] == "Accepted"
+        csms.answer("TransactionEvent", slow)
         pending = asyncio.create_task(charge_point.call(request))
-        await (await csms.station(identity)).expect("TransactionEvent")  # the CSMS holds it
+        await csms.expect(identity, "TransactionEvent")  # the CSMS holds it
         if how == "SIGTERM":
             assert await first.aterminate() == 0
             assert await charge_point.closed() == 1001
@@ -121,25 +134,76 @@ async def test_start_in_flight_during_a_restart_is_one_transaction(bridge_factor
         assert started.id_tag_info["status"] == "Accepted"
         await charge_point.call(c16.StopTransaction(transaction_id=started.transaction_id, meter_stop=20,
                                                     timestamp=now()))
+        await csms.until_ended(identity)
     events = csms.received(identity, "TransactionEvent")
     assert [(e["eventType"], e["seqNo"]) for e in events] == [("Started", 0), ("Started", 0), ("Ended", 1)]
     assert events[0] == events[1]  # a repeat the CSMS can recognise, not a second transaction
-    assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
+    check_one_transaction(collapse_repeats(events)[0])
 
 
-async def test_csms_dropping_mid_transaction_then_reconnect(bridge, csms, identity):
-    """The CSMS drops the link; the charger is closed, reconnects, and the transaction goes on seamlessly."""
+async def test_repeated_start_after_a_crash_gets_the_csms_decision_on_the_replayed_event(bridge_factory, csms,
+                                                                                         identity, tmp_path):
+    """As above without an earlier Authorize, and the CSMS slow (0.5 s) to answer the replayed Started event.
+
+    docs/durability.md: the charger is answered from the auth cache or the unknown-token policy only "if the
+    CSMS answers CALLERROR, or not within call_timeout, or is unreachable". Here the CSMS is reachable and
+    answers Accepted well within call_timeout, so the repeated StartTransaction must get Accepted, not the
+    unknown-token policy's Invalid (which makes a 1.6 charger with StopTransactionOnInvalidId stop at once).
+    """
+    state = tmp_path / "inflight.db"
+    release = asyncio.Event()
+
+    async def slow(payload: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        await asyncio.sleep(0.5)  # a slow CSMS, well inside call_timeout (20 s)
+        return {"idTokenInfo": {"status": "Accepted"}} if "idToken" in payload else {}
+
+    csms.answer("TransactionEvent", slow)
+    first = bridge_factory(state=state)
+    request = c16.StartTransaction(connector_id=1, id_tag="NEVER-SEEN", meter_start=10, timestamp=now())
+    async with charger(first.ws_url(identity), identity) as charge_point:
+        pending = asyncio.create_task(charge_point.call(request))
+        await csms.expect(identity, "TransactionEvent")
+        await asyncio.to_thread(first.kill)
+        assert await charge_point.closed() in (1006, None)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+    release.set()
+
+    second = bridge_factory(state=state, port=first.port)
+    async with charger(second.ws_url(identity), identity) as charge_point:
+        started = await charge_point.call(request, timeout=15)
+        assert started.id_tag_info["status"] == "Accepted", "the CSMS accepted the token; the charger was told " \
+            f"{started.id_tag_info['status']}"
+
+
+async def test_csms_dropping_mid_transaction_is_ridden_through(bridge, csms, identity):
+    """The CSMS drops the link mid-transaction. The charger stays connected; what it sends meanwhile is
+    acknowledged once stored and delivered after the bridge has reconnected upstream, flagged offline (E12),
+    numbered on; the transaction goes on without the charger noticing."""
     async with charger(bridge.ws_url(identity), identity) as charge_point:
         started = await charge_point.call(c16.StartTransaction(connector_id=1, id_tag="DROP-1", meter_start=0,
                                                                timestamp=now()))
+        csms.hold = asyncio.Event()  # the CSMS comes back slowly: the bridge's reconnect waits in the handshake
         await csms.connections[identity].close(1001, "CSMS restarting")
-        assert await charge_point.closed() == 1001
-    async with charger(bridge.ws_url(identity), identity) as charge_point:
+        # The bridge dials again only after it has noted the loss: what the charger sends from now on is
+        # produced while the CSMS is unreachable.
+        await csms.handshakes_of(identity, 2)
         await charge_point.call(c16.MeterValues(connector_id=1, transaction_id=started.transaction_id,
                                                 meter_value=meter("5")))
+        heartbeat = await charge_point.call(c16.Heartbeat())  # answered by the bridge's clock meanwhile
+        assert heartbeat.current_time
+        assert csms.received(identity, "TransactionEvent")[1:] == []  # nothing delivered while down
+        csms.hold.set()
+        await csms.transaction_events(identity, 2)  # replayed once the link is back: the bridge is online again
         await charge_point.call(c16.StopTransaction(transaction_id=started.transaction_id, meter_stop=9,
                                                     timestamp=now()))
-    events = csms.received(identity, "TransactionEvent")
+        events = await csms.until_ended(identity)
+        assert charge_point.ws.close_code is None  # never disconnected
     assert [(e["eventType"], e["seqNo"]) for e in events] == [("Started", 0), ("Updated", 1), ("Ended", 2)]
-    assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
+    assert [e.get("offline", False) for e in events] == [False, True, False]
+    check_one_transaction(events)
+    assert meter_readings(events[1]) == [5]
     assert len(csms.history) == 2  # two upstream connections, one after the other
+    assert csms.received(identity, "Heartbeat") == []  # the Heartbeat during the outage never reached the CSMS
