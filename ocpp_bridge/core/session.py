@@ -10,6 +10,7 @@ API below (``reply_*``, ``fail_*``, ``call_*``, ``persist``, ``emit``) and nothi
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ from .translate import CHARGER_ROUTES, CSMS_ROUTES, START_HOOKS
 
 Origin = tuple[str, Call] | None
 _GRACE_TIMER = "outage.grace"
+MAX_WAITING_CALLS = 16  # held CALLs per side before further ones are refused
 
 
 def _failure_outcome(code: ErrorCode) -> str:
@@ -70,6 +72,8 @@ class TranslatingSession:
         self.to_csms = Lane("csms", settings.call_timeout, self._send_csms_call)
         self.to_charger = Lane("charger", settings.call_timeout, self._send_charger_call)
         self._charger_calls: dict[str, Call] = {}  # charger CALLs not answered yet
+        self._waiting_charger: deque[Call] = deque()  # CALLs a charger sent without waiting (held, in order)
+        self._waiting_csms: deque[Call] = deque()
         self._csms_calls: dict[str, Call] = {}  # CSMS CALLs not answered yet
         self._origin: Origin = None
         # (side, messageId) -> (arrival time, [(peer messageId, peer action)]) of CALLs being handled
@@ -112,6 +116,8 @@ class TranslatingSession:
         elif isinstance(event, PersistFailed):
             for record in event.records:
                 self._dirty[_record_key(record)] = record
+        if self.started:
+            self._next_waiting()
         if self.started:  # what this event queued goes out after its one store write (and the charger's answer)
             self._guarded(None, self.outbox.pump)
         self._schedule()
@@ -256,9 +262,12 @@ class TranslatingSession:
             self._answer(self.to_charger, frame, Version.V16, "charger")
 
     def _charger_call(self, call: Call) -> None:
-        if call.unique_id in self._charger_calls:
+        if call.unique_id in self._charger_calls or any(c.unique_id == call.unique_id for c in self._waiting_charger):
             self._send_charger(CallError(call.unique_id, ErrorCode.PROTOCOL_ERROR,
                                          "a call with this messageId is being handled already"))
+            return
+        if self._charger_calls:  # OCPP-J §4.1.1: one CALL at a time; a peer that does not wait is queued
+            self._hold(call, self._waiting_charger, self._send_charger, ErrorCode.PROTOCOL_ERROR)
             return
         violation = validate.check(Version.V16, call.action, call.payload, response=False)
         if violation is not None:
@@ -300,9 +309,12 @@ class TranslatingSession:
             self.emit("frame.ignored", side="csms", detail=f"SEND {frame.action}")
 
     def _csms_call(self, call: Call) -> None:
-        if call.unique_id in self._csms_calls:
+        if call.unique_id in self._csms_calls or any(c.unique_id == call.unique_id for c in self._waiting_csms):
             self._send_csms(CallError(call.unique_id, ErrorCode.RPC_FRAMEWORK_ERROR,
                                       "a call with this messageId is being handled already"))
+            return
+        if self._csms_calls:  # 2.0.1 Part 4 §4.1.1: one CALL at a time; the rest waits its turn, bounded
+            self._hold(call, self._waiting_csms, self._send_csms, ErrorCode.GENERIC_ERROR)
             return
         violation = validate.check(self.upstream, call.action, call.payload, response=False)
         if violation is not None:
@@ -352,6 +364,20 @@ class TranslatingSession:
                               f"the {side} did not answer {pending.action} within {lane.timeout:g} s")
             self._continue(pending, Outcome(error=error, timed_out=True))
             lane.advance(self.now)
+
+    def _hold(self, call: Call, waiting: deque[Call], send: Callable[[rpc.Frame], None], code: ErrorCode) -> None:
+        if len(waiting) >= MAX_WAITING_CALLS:
+            self.emit("frame.refused", action=call.action, detail="too many calls without waiting for answers")
+            send(CallError(call.unique_id, code, "too many outstanding calls: wait for each answer"))
+            return
+        waiting.append(call)
+
+    def _next_waiting(self) -> None:
+        """Take the next held CALL of a side once its previous one has been answered."""
+        while not self._charger_calls and self._waiting_charger:
+            self._charger_call(self._waiting_charger.popleft())
+        while not self._csms_calls and self._waiting_csms:
+            self._csms_call(self._waiting_csms.popleft())
 
     def _upstream_lost(self) -> None:
         if not self.upstream_up:

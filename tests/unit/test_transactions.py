@@ -250,14 +250,16 @@ def test_start_retried_after_a_lost_answer_gets_the_same_answer_without_a_new_ev
 
 def test_start_repeated_while_its_started_is_unanswered_waits_for_the_csms_without_a_new_event() -> None:
     pb = Playbook.translated()
-    pb.charger_sends("StartTransaction", START)
+    first = pb.charger_sends("StartTransaction", START)
     event = pb.csms_receives("TransactionEvent")
     pb.advance(10)
     retry = pb.charger_sends("StartTransaction", START)  # the charger gave up waiting for the first answer
-    assert not pb.to_charger
+    assert not pb.to_charger  # held: one call at a time (OCPP-J 4.1.1)
     assert not pb.to_csms  # no second Started
     pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})
-    assert pb.charger_receives_result(retry) == {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}
+    answer = {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}
+    assert pb.charger_receives_result(first) == answer  # the late answer to the first attempt
+    assert pb.charger_receives_result(retry) == answer  # and the same answer to the retry
     pb.advance(60)
     pb.nothing_pending()  # answered once; the timers of both attempts are gone
 
@@ -792,3 +794,21 @@ def test_negative_reservation_id_is_dropped_not_the_transaction(upstream: Versio
     pb.csms_answers(event, {"idTokenInfo": {"status": "Accepted"}})
     assert pb.charger_receives_result(uid)["transactionId"] == 1
     assert "transaction.bad_reservation" in pb.emitted_kinds()
+
+
+def test_calls_sent_without_waiting_are_held_in_order_and_bounded() -> None:
+    from ocpp_bridge.core.session import MAX_WAITING_CALLS
+
+    pb = Playbook.translated()
+    first = pb.charger_sends("Heartbeat", {})
+    heartbeat = pb.csms_receives("Heartbeat")
+    held = [pb.charger_sends("Heartbeat", {}) for _ in range(MAX_WAITING_CALLS)]
+    refused = pb.charger_sends("Heartbeat", {})  # one too many
+    pb.charger_receives_error("ProtocolError", refused)
+    assert not pb.to_csms  # the held ones wait for the first answer
+    pb.csms_answers(heartbeat, {"currentTime": "2024-05-01T10:00:00Z"})
+    assert pb.charger_receives_result(first) == {"currentTime": "2024-05-01T10:00:00Z"}
+    for unique_id in held:  # then each in turn, in order
+        pb.csms_answers(pb.csms_receives("Heartbeat"), {"currentTime": "2024-05-01T10:00:01Z"})
+        assert pb.charger_receives_result(unique_id) == {"currentTime": "2024-05-01T10:00:01Z"}
+    pb.nothing_pending()
