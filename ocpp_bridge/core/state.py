@@ -16,8 +16,22 @@ import orjson
 MAX_REMEMBERED_TOKEN_TYPES = 256  # idToken -> type the CSMS used; bounded so a CSMS cannot grow it forever
 
 
+class _Stored:
+    """The lossless dict form every record has, so any store can keep it without knowing its meaning."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return orjson.loads(orjson.dumps(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 @dataclass(slots=True)
-class TxRecord:
+class TxRecord(_Stored):
     """One transaction of one charger: the 1.6 integer id <-> the 2.0.1 transactionId, and its progress.
 
     Keyed by (identity, local_id): a charger can only ever address its own transactions
@@ -48,20 +62,12 @@ class TxRecord:
     # replaced last_*) is answered with it, never taken for a new transaction.
     start_answer: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return orjson.loads(orjson.dumps(self))  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
     def snapshot(self) -> TxRecord:
         return _copy(self)
 
 
 @dataclass(slots=True)
-class ChargerMeta:
+class ChargerMeta(_Stored):
     """Small per-charger facts that are not a transaction."""
 
     identity: str
@@ -100,14 +106,6 @@ class ChargerMeta:
     config_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_fetched_at: float | None = None  # when config_keys was last filled completely; None = never / stale
 
-    def to_dict(self) -> dict[str, Any]:
-        return orjson.loads(orjson.dumps(self))  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
     def snapshot(self) -> ChargerMeta:
         return ChargerMeta(**orjson.loads(orjson.dumps(self)))  # deep copy, ~4x faster than dataclasses
 
@@ -119,7 +117,7 @@ class ChargerMeta:
 
 
 @dataclass(slots=True)
-class QueuedMessage:
+class QueuedMessage(_Stored):
     """A message the bridge owns the delivery of: acknowledged to the charger, not yet accepted by the CSMS.
 
     Delivered per charger strictly in ``seq`` order, retried until the CSMS accepts it (2.0.1 E13), and deleted
@@ -135,14 +133,6 @@ class QueuedMessage:
     local_id: int | None = None  # the transaction it belongs to, if any
     attempts: int = 0
     delivered: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return orjson.loads(orjson.dumps(self))  # type: ignore[no-any-return]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
     def snapshot(self) -> QueuedMessage:
         return _copy(self)
