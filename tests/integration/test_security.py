@@ -854,7 +854,11 @@ async def test_sighup_raises_the_frame_rate_of_a_running_session(limited, csms, 
             assert time.monotonic() < deadline, process.log_tail()
             await asyncio.sleep(0.05)  # polling a log file
         answers = await flood(ws, 60, "b")
-        assert all(a[0] == 3 for a in answers), [a for a in answers if a[0] != 3][:3]
+        # No refusal by the rate limiter any more. (A peer that does not wait for answers may still be told so:
+        # one CALL at a time, OCPP-J 4.1.1, with 16 held; that rule is not the rate limit.)
+        rate_refusals = [a for a in answers if a[0] == 4 and "rate limit" in a[3]]
+        assert not rate_refusals, rate_refusals[:3]
+        assert sum(1 for a in answers if a[0] == 3) >= 16
         assert ws.close_code is None and ws.state is State.OPEN  # the same session, never closed
     assert not any(line.get("event") == "bridge.reload_failed" for line in process.log_lines())
 
