@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..lanes import Outcome
 from . import from_csms
-from .common import UNSUPPORTED, status_answer, unfit, unsupported
+from .common import UNSUPPORTED, call_optional, status_answer, unsupported
 from .pnc import Tunnelled, tunnel
 
 if TYPE_CHECKING:
@@ -29,20 +29,8 @@ V2G_TYPES: Final = ("V2GRootCertificate", "MORootCertificate", "V2GCertificateCh
 
 def _native(session: TranslatingSession, call: Call, action: str, request: dict[str, Any], negative: str) -> None:
     """The whitepaper message; a charger without it (CALLERROR NotImplemented/NotSupported) -> ``negative``."""
-    why = unfit(action, request)
-    if why is not None:
-        session.reply_csms(call, status_answer(negative, "InvalidValue", why))
-        return
-
-    def answered(outcome: Outcome) -> None:
-        if outcome.ok:
-            session.reply_csms(call, status_answer(outcome.result["status"]))
-        elif unsupported(outcome):
-            session.reply_csms(call, status_answer(negative, UNSUPPORTED, f"the charger does not implement {action}"))
-        else:
-            session.relay_failure(call, outcome, to="csms")
-
-    session.call_charger(action, request, answered)
+    call_optional(session, call, action, request, negative=negative, answer=lambda r: status_answer(r["status"]),
+                  missing=f"the charger does not implement {action}")
 
 
 def _tunnelled(session: TranslatingSession, call: Call, payload: dict[str, Any], negative: str) -> None:

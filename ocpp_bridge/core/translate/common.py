@@ -94,3 +94,33 @@ def learn(session: TranslatingSession, feature: str, outcome: Outcome) -> None:
 
 def supports(session: TranslatingSession, feature: str) -> bool | None:
     return session.meta.features.get(feature)
+
+
+def call_optional(session: TranslatingSession, call: Call, action: str, request: dict[str, Any], *,
+                  negative: str, missing: str, answer: Callable[[dict[str, Any]], dict[str, Any]],
+                  feature: str | None = None, check: bool = True) -> None:
+    """Carry ``call`` as ``action``, a message a 1.6 charger may not implement (security whitepaper).
+
+    A request 1.6 cannot hold (``check``) -> ``negative`` status InvalidValue; a charger known (``feature``)
+    or found (CALLERROR NotImplemented/NotSupported) not to implement it -> ``negative`` status with
+    ``missing`` as the explanation; otherwise the CSMS gets ``answer(charger's result)``, or the relayed failure.
+    """
+    why = unfit(action, request) if check else None
+    if why is not None:
+        session.reply_csms(call, status_answer(negative, "InvalidValue", why))
+        return
+    if feature is not None and supports(session, feature) is False:
+        session.reply_csms(call, status_answer(negative, UNSUPPORTED, missing))
+        return
+
+    def answered(outcome: Outcome) -> None:
+        if feature is not None:
+            learn(session, feature, outcome)
+        if outcome.ok:
+            session.reply_csms(call, answer(outcome.result))
+        elif unsupported(outcome):
+            session.reply_csms(call, status_answer(negative, UNSUPPORTED, missing))
+        else:
+            session.relay_failure(call, outcome, to="csms")
+
+    session.call_charger(action, request, answered)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..convert import seconds
 from ..lanes import Outcome
 from . import from_charger, from_csms
-from .common import UNSUPPORTED, learn, notify, remember, status_answer, supports, unfit, unsupported
+from .common import UNSUPPORTED, call_optional, notify, remember, status_answer, unfit
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -40,28 +40,16 @@ def _signed(session: TranslatingSession, call: Call) -> None:
     request = {"requestId": payload["requestId"], "firmware": dict(payload["firmware"])}
     request["firmware"].pop("customData", None)
     request.update({k: payload[k] for k in _OPTIONAL if k in payload})
-    why = unfit(SIGNED, request)  # e.g. a 2.1 location longer than the 512 characters 1.6 allows
-    if why is not None:
-        session.reply_csms(call, status_answer("Rejected", "InvalidValue", why))
-        return
-    if supports(session, SIGNED) is False:
-        session.reply_csms(call, status_answer("Rejected", UNSUPPORTED, "the charger has no secure firmware update"))
-        return
 
-    def answered(outcome: Outcome) -> None:
-        learn(session, SIGNED, outcome)
-        if outcome.ok:
-            status = outcome.result["status"]  # the same five values in both versions
-            if status in ("Accepted", "AcceptedCanceled"):
-                _started(session, payload["requestId"], SIGNED)
-            session.reply_csms(call, status_answer(status))
-        elif unsupported(outcome):
-            session.reply_csms(call, status_answer("Rejected", UNSUPPORTED, "the charger has no secure firmware "
-                                                                            "update"))
-        else:
-            session.relay_failure(call, outcome, to="csms")
+    def answer(result: dict[str, Any]) -> dict[str, Any]:
+        status = result["status"]  # the same five values in both versions
+        if status in ("Accepted", "AcceptedCanceled"):
+            _started(session, payload["requestId"], SIGNED)
+        return status_answer(status)
 
-    session.call_charger(SIGNED, request, answered)
+    # e.g. a 2.1 location longer than the 512 characters 1.6 allows is refused before sending
+    call_optional(session, call, SIGNED, request, negative="Rejected", feature=SIGNED, answer=answer,
+                  missing="the charger has no secure firmware update")
 
 
 def _unsigned(session: TranslatingSession, call: Call) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..lanes import Outcome
 from . import from_charger, from_csms
-from .common import UNSUPPORTED, learn, notify, remember, status_answer, supports, unfit, unsupported
+from .common import UNSUPPORTED, call_optional, notify, remember, status_answer, supports, unfit
 
 if TYPE_CHECKING:
     from ..rpc import Call
@@ -43,28 +43,15 @@ def _get_log(session: TranslatingSession, call: Call) -> None:
     request = {"log": {k: v for k, v in payload["log"].items() if k != "customData"},
                "logType": payload["logType"], "requestId": payload["requestId"]}
     request.update({k: payload[k] for k in _OPTIONAL if k in payload})
-    why = unfit(GET_LOG, request)  # e.g. a 2.1 remoteLocation longer than 512 characters
-    if why is not None:
-        session.reply_csms(call, status_answer("Rejected", "InvalidValue", why))
-        return
-    if supports(session, GET_LOG) is False:
-        session.reply_csms(call, status_answer("Rejected", UNSUPPORTED, "the charger does not implement GetLog"))
-        return
 
-    def answered(outcome: Outcome) -> None:
-        learn(session, GET_LOG, outcome)
-        if outcome.ok:
-            result = outcome.result
-            if result["status"] in ("Accepted", "AcceptedCanceled"):
-                _started(session, payload["requestId"], GET_LOG)
-            session.reply_csms(call, status_answer(result["status"])
-                               | ({"filename": result["filename"]} if "filename" in result else {}))
-        elif unsupported(outcome):
-            session.reply_csms(call, status_answer("Rejected", UNSUPPORTED, "the charger does not implement GetLog"))
-        else:
-            session.relay_failure(call, outcome, to="csms")
+    def answer(result: dict[str, Any]) -> dict[str, Any]:
+        if result["status"] in ("Accepted", "AcceptedCanceled"):
+            _started(session, payload["requestId"], GET_LOG)
+        return status_answer(result["status"]) | ({"filename": result["filename"]} if "filename" in result else {})
 
-    session.call_charger(GET_LOG, request, answered)
+    # e.g. a 2.1 remoteLocation longer than 512 characters is refused before sending
+    call_optional(session, call, GET_LOG, request, negative="Rejected", feature=GET_LOG, answer=answer,
+                  missing="the charger does not implement GetLog")
 
 
 def _get_diagnostics(session: TranslatingSession, call: Call) -> None:

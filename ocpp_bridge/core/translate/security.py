@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..convert import timestamp
 from ..lanes import Outcome
 from . import from_charger
-from .common import UNSUPPORTED, learn, notify, status_answer, supports, unsupported
+from .common import UNSUPPORTED, call_optional, notify, status_answer
 from .pnc import Tunnelled, tunnel
 
 if TYPE_CHECKING:
@@ -74,22 +74,9 @@ EXTENDED: Final = {
 def extended_trigger(session: TranslatingSession, call: Call, wanted: str) -> None:
     """Carry a 2.x TriggerMessage as the whitepaper's ExtendedTriggerMessage. A charger without it gets
     NotImplemented (F06.FR.08), remembered so the next such trigger is answered without asking."""
-    if supports(session, EXTENDED_TRIGGER) is False:
-        session.reply_csms(call, status_answer("NotImplemented", UNSUPPORTED,
-                                               "the charger does not implement ExtendedTriggerMessage"))
-        return
-
-    def answered(outcome: Outcome) -> None:
-        learn(session, EXTENDED_TRIGGER, outcome)
-        if outcome.ok:
-            session.reply_csms(call, status_answer(outcome.result["status"]))
-        elif unsupported(outcome):
-            session.reply_csms(call, status_answer("NotImplemented", UNSUPPORTED,
-                                                   "the charger does not implement ExtendedTriggerMessage"))
-        else:
-            session.relay_failure(call, outcome, to="csms")
-
-    session.call_charger(EXTENDED_TRIGGER, {"requestedMessage": EXTENDED[wanted]}, answered)
+    call_optional(session, call, EXTENDED_TRIGGER, {"requestedMessage": EXTENDED[wanted]}, negative="NotImplemented",
+                  feature=EXTENDED_TRIGGER, check=False, answer=lambda result: status_answer(result["status"]),
+                  missing="the charger does not implement ExtendedTriggerMessage")
 
 
 def v2g_trigger(session: TranslatingSession, call: Call) -> None:
