@@ -117,8 +117,8 @@ class TranslatingSession:
             for record in event.records:
                 self._dirty[_record_key(record)] = record
         if self.started:
-            self._next_waiting()
-        if self.started:  # what this event queued goes out after its one store write (and the charger's answer)
+            self._next_waiting()  # held CALLs whose turn has come
+            # what this event queued goes out after its one store write (and the charger's answer)
             self._guarded(None, self.outbox.pump)
         self._schedule()
         out, self._out = self._out, []
