@@ -25,12 +25,16 @@ from ocpp_bridge.core.events import (
     Emit,
     FrameFromCharger,
     FrameFromCsms,
+    FrameFromLegacy,
+    Links,
     Persist,
     SendToCharger,
     SendToCsms,
+    SendToLegacy,
     SessionStarted,
     Tick,
 )
+from ocpp_bridge.core.routing import RoutedSession, ShadowReport
 from ocpp_bridge.core.rpc import Version
 from ocpp_bridge.core.session import TranslatingSession
 from ocpp_bridge.core.settings import CoreSettings
@@ -62,10 +66,12 @@ class Frame:
 
 @dataclass
 class Playbook:
-    session: TranslatingSession
+    session: TranslatingSession | RoutedSession
     now: float = T0
     to_charger: list[Frame] = field(default_factory=list)
     to_csms: list[Frame] = field(default_factory=list)
+    to_legacy: list[str] = field(default_factory=list)  # exactly the text the old central system received
+    links: list[Links] = field(default_factory=list)
     persisted: list[Any] = field(default_factory=list)
     emitted: list[Emit] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
@@ -84,6 +90,22 @@ class Playbook:
         book.feed(SessionStarted(book.now, state or ChargerState.empty(identity)))
         return book
 
+    @classmethod
+    def routed(cls, mode: str, upstream: Version = Version.V201, settings: CoreSettings | None = None,
+               state: ChargerState | None = None, identity: str = "CP-1", *, csms_open: bool = True,
+               legacy_open: bool = True) -> Playbook:
+        """A 1.6 charger on a route (issue 8): ``to_legacy`` holds what the old central system receives."""
+        ids = itertools.count(1)
+        session = RoutedSession(identity, mode, upstream, settings or CoreSettings(), lambda: f"bridge-{next(ids)}",
+                                ShadowReport(), csms_open=csms_open, legacy_open=legacy_open)
+        book = cls(session)
+        book.feed(SessionStarted(book.now, state or ChargerState.empty(identity)))
+        return book
+
+    @property
+    def core(self) -> TranslatingSession:
+        return self.session.core if isinstance(self.session, RoutedSession) else self.session
+
     # --- driving ------------------------------------------------------------------------------------
 
     def feed(self, event: Any) -> list[Command]:
@@ -93,8 +115,12 @@ class Playbook:
             if isinstance(command, SendToCharger):
                 self._collect(command.text, Version.V16, self.to_charger, self._down_actions, self._up_actions)
             elif isinstance(command, SendToCsms):
-                self._collect(command.text, self.session.upstream, self.to_csms, self._up_actions,
+                self._collect(command.text, self.core.upstream, self.to_csms, self._up_actions,
                               self._down_actions)
+            elif isinstance(command, SendToLegacy):
+                self.to_legacy.append(command.text)
+            elif isinstance(command, Links):
+                self.links.append(command)
             elif isinstance(command, Persist):
                 self.persisted.extend(command.records)
             elif isinstance(command, Emit):
@@ -124,6 +150,17 @@ class Playbook:
 
     def csms_sends_raw(self, text: str | bytes) -> list[Command]:
         return self.feed(FrameFromCsms(text, self.now))
+
+    def legacy_sends_raw(self, text: str | bytes) -> list[Command]:
+        return self.feed(FrameFromLegacy(text, self.now))
+
+    def legacy_receives(self) -> list[Any]:
+        """Pop the oldest frame the old central system received (parsed)."""
+        assert self.to_legacy, "expected the central system to receive a frame, it received nothing"
+        return list(orjson.loads(self.to_legacy.pop(0)))
+
+    def legacy_answers(self, unique_id: str, payload: dict[str, Any]) -> None:
+        self.legacy_sends_raw(orjson.dumps([3, unique_id, payload]))
 
     def charger_sends(self, action: str, payload: dict[str, Any], unique_id: str | None = None) -> str:
         unique_id = unique_id or f"cp-{next(self._charger_ids)}"

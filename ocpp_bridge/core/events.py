@@ -64,7 +64,38 @@ class PersistFailed:
     records: tuple[Record, ...]
 
 
-Event = SessionStarted | FrameFromCharger | FrameFromCsms | Tick | UpstreamLost | UpstreamConnected | PersistFailed
+@dataclass(frozen=True, slots=True)
+class FrameFromLegacy:
+    """A frame from the old OCPP 1.6 central system (a routed session's legacy link, issue 8)."""
+
+    text: str | bytes
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyLost:
+    """The legacy link closed or failed while the charger is still connected."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyConnected:
+    """The legacy link is open (again)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChanged:
+    """An operator moved the charger to another route mode (admin API or reload); the charger stays connected."""
+
+    now: float
+    mode: str
+
+
+Event = (SessionStarted | FrameFromCharger | FrameFromCsms | Tick | UpstreamLost | UpstreamConnected | PersistFailed
+         | FrameFromLegacy | LegacyLost | LegacyConnected | RouteChanged)
 
 # --- commands -----------------------------------------------------------------------------------------
 
@@ -106,6 +137,20 @@ class CloseCsms:
 
 
 @dataclass(frozen=True, slots=True)
+class SendToLegacy:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Which upstream links a routed session needs now: the shell opens the missing ones (retrying with back-off)
+    and closes the ones no longer needed."""
+
+    csms: bool
+    legacy: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """Something an operator may want to see: becomes a log line and a metric in the shell."""
 
@@ -113,4 +158,4 @@ class Emit:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Command = SendToCharger | SendToCsms | Persist | ScheduleWakeup | CloseCharger | CloseCsms | Emit
+Command = SendToCharger | SendToCsms | Persist | ScheduleWakeup | CloseCharger | CloseCsms | Emit | SendToLegacy | Links

@@ -55,10 +55,12 @@ class Ledger:
         found = [r for r in self._by_local.values() if not r.ended and r.connector_id == connector_id]
         return max(found, key=lambda r: r.local_id) if found else None
 
-    def begin(self, meta: ChargerMeta, tx_id: str, **fields: Any) -> TxRecord:
-        """Mint the next 1.6 id (never reused) for a new transaction with 2.0.1 id ``tx_id``."""
-        local_id = meta.next_local_id
-        meta.next_local_id += 1
+    def begin(self, meta: ChargerMeta, tx_id: str, local_id: int | None = None, **fields: Any) -> TxRecord:
+        """Mint the next 1.6 id (never reused) for a new transaction with 2.0.1 id ``tx_id``, or take the one the
+        charger's authoritative central system gave (shadow route, issue 8): ids minted later stay above it."""
+        if local_id is None:
+            local_id = meta.next_local_id
+        meta.next_local_id = max(meta.next_local_id, local_id + 1)
         record = TxRecord(identity=self.identity, local_id=local_id, tx_id=tx_id, **fields)
         self._by_local[local_id] = record
         return record

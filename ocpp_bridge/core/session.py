@@ -85,6 +85,10 @@ class TranslatingSession:
         self._wakeup: float | None = None
         self._timers: dict[str, tuple[float, Callable[[], None]]] = {}  # name -> (due time, what to run)
         self.started = False
+        # charger messageId of a StartTransaction -> the 1.6 transactionId its authoritative central system gave
+        # (a shadow route feeds the start after the old system answered it, issue 8)
+        self.assigned_ids: dict[str, int] = {}
+        self.max_waiting_calls = MAX_WAITING_CALLS
 
     # --- the event interface ----------------------------------------------------------------------
 
@@ -116,6 +120,16 @@ class TranslatingSession:
         elif isinstance(event, PersistFailed):
             for record in event.records:
                 self._dirty[_record_key(record)] = record
+        return self._finish()
+
+    def apply(self, now: float, step: Callable[[], None]) -> list[Command]:
+        """Run ``step`` (code that changes this session's state, e.g. a routed session's bookkeeping) as if it
+        were an event: its writes and calls come out as commands, in order, like those of :meth:`feed`."""
+        self.now = now
+        self._guarded(None, step)
+        return self._finish()
+
+    def _finish(self) -> list[Command]:
         if self.started:
             self._next_waiting()  # held CALLs whose turn has come
             # what this event queued goes out after its one store write (and the charger's answer)
@@ -199,6 +213,11 @@ class TranslatingSession:
         """No call in flight in either direction (what a graceful shutdown waits for)."""
         return not self._charger_calls and not self._csms_calls and self.to_csms.busy is None \
             and self.to_charger.busy is None
+
+    @property
+    def wakeup(self) -> float | None:
+        """When this session next needs a Tick (its last ScheduleWakeup), if at all."""
+        return self._wakeup
 
     def reconfigure(self, settings: CoreSettings) -> None:
         """New settings for a running session (SIGHUP): mappings, timeouts, policies; nothing is interrupted."""
@@ -366,7 +385,7 @@ class TranslatingSession:
             lane.advance(self.now)
 
     def _hold(self, call: Call, waiting: deque[Call], send: Callable[[rpc.Frame], None], code: ErrorCode) -> None:
-        if len(waiting) >= MAX_WAITING_CALLS:
+        if len(waiting) >= self.max_waiting_calls:
             self.emit("frame.refused", action=call.action, detail="too many calls without waiting for answers")
             send(CallError(call.unique_id, code, "too many outstanding calls: wait for each answer"))
             return
@@ -388,11 +407,19 @@ class TranslatingSession:
         lost = CallError("", ErrorCode.GENERIC_ERROR, "the CSMS connection was lost")
         for pending in self.to_csms.drain():
             self._continue(pending, Outcome(error=lost))
+        self.arm_grace()
+
+    def arm_grace(self) -> None:
+        """The CSMS is unreachable while it answers for the charger: ride through for a while, or close now."""
         if self.settings.outage_mode == "close":
             self._give_up("CSMS connection lost")
         else:
             self.set_timer(_GRACE_TIMER, self.now + self.settings.outage_grace,
                            lambda: self._give_up("CSMS unreachable for longer than the grace window"))
+
+    def disarm_grace(self) -> None:
+        """Another central system answers for the charger (a legacy or shadow route): no outage to end."""
+        self.cancel_timer(_GRACE_TIMER)
 
     def _upstream_connected(self) -> None:
         self.upstream_up = True

@@ -105,6 +105,11 @@ class ChargerMeta(_Stored):
     # answer to the bridge's own GetConfiguration, kept current by the ChangeConfigurations the charger accepts.
     config_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_fetched_at: float | None = None  # when config_keys was last filled completely; None = never / stale
+    # --- routes (issue 8, core/routing.py) ---
+    # 1.6 transactionIds the old central system handed out (legacy or shadow route) and has not yet seen stopped,
+    # and the StopTransaction requests it is owed because the charger stopped them on another route (in order).
+    legacy_open: list[int] = field(default_factory=list)
+    legacy_backlog: list[dict[str, Any]] = field(default_factory=list)
 
     def snapshot(self) -> ChargerMeta:
         return ChargerMeta(**orjson.loads(orjson.dumps(self)))  # deep copy, ~4x faster than dataclasses

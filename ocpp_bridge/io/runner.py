@@ -40,11 +40,17 @@ from ..core.events import (
     Event,
     FrameFromCharger,
     FrameFromCsms,
+    FrameFromLegacy,
+    LegacyConnected,
+    LegacyLost,
+    Links,
     Persist,
     PersistFailed,
+    RouteChanged,
     ScheduleWakeup,
     SendToCharger,
     SendToCsms,
+    SendToLegacy,
     SessionStarted,
     Tick,
     UpstreamConnected,
@@ -88,26 +94,66 @@ class _Closed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    """Set once every event queued before it has been fed and its commands run (a route change's answer)."""
+
+    reached: asyncio.Event
+
+
+Opener = Callable[[], Awaitable[Connection]]
+# The events a routed session's link produces: (frame, lost, connected), per link name.
+_LinkEvents = tuple[Callable[[str | bytes, float], Event], Callable[[float], Event], Callable[[float], Event]]
+_LINK_EVENTS: Final[dict[str, _LinkEvents]] = {"csms": (FrameFromCsms, UpstreamLost, UpstreamConnected),
+                       "legacy": (FrameFromLegacy, LegacyLost, LegacyConnected)}
+
+
+@dataclass(slots=True)
+class RoutedLinks:
+    """How a routed session (issue 8) reaches its two central systems: how to open each link, the back-off
+    between attempts, and the links the handshake opened already."""
+
+    openers: dict[str, Opener]
+    open: dict[str, Connection]
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return RideThrough(self.openers["csms"], self.backoff_min, self.backoff_max).delay(attempt)
+
+
 class SessionRunner:
-    def __init__(self, identity: str, core: Core, charger: Connection, csms: Connection, store: StateStore,
+    def __init__(self, identity: str, core: Core, charger: Connection, csms: Connection | None, store: StateStore,
                  tap: Tap | None = None, ride_through: RideThrough | None = None,
-                 frames: FrameLimiter | None = None) -> None:
+                 frames: FrameLimiter | None = None, routed: RoutedLinks | None = None) -> None:
         self.identity = identity
         self.core = core
         self.charger = charger
         self.csms: Connection | None = csms
+        self.routed = routed
+        self.legacy: Connection | None = routed.open.get("legacy") if routed is not None else None
+        self._wanted: dict[str, bool] = {}
+        self._link_tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self.store = store
         self.tap = tap
         self.ride_through = ride_through
         self.frames = frames
         self._flooded: asyncio.Task[None] | None = None
         self.connected_at = time.time()
-        self._inbox: asyncio.Queue[Event | _Closed] = asyncio.Queue(INBOX_SIZE)
+        self._inbox: asyncio.Queue[Event | _Closed | _Barrier] = asyncio.Queue(INBOX_SIZE)
         self._timer: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self._read_charger()), asyncio.create_task(self._upstream(self.csms))]
+        tasks = [asyncio.create_task(self._read_charger())]
+        if self.routed is None:
+            tasks.append(asyncio.create_task(self._upstream(self.csms)))
+        else:
+            for name, connection in (("csms", self.csms), ("legacy", self.legacy)):
+                if connection is not None:
+                    self._wanted[name] = True
+                    self._link_tasks[name] = asyncio.create_task(self._link(name, connection))
         closed: _Closed | None = None
         try:
             state = await self.store.load(self.identity)
@@ -117,6 +163,9 @@ class SessionRunner:
                 if isinstance(item, _Closed):
                     closed = item
                     break
+                if isinstance(item, _Barrier):
+                    item.reached.set()
+                    continue
                 await self._execute(self.core.feed(item))
         except StoreError as exc:  # the charger's state cannot even be read: it retries after reconnecting
             telemetry.event("store.error", identity=self.identity, error=str(exc))
@@ -126,7 +175,7 @@ class SessionRunner:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            for task in tasks:
+            for task in [*tasks, *self._link_tasks.values()]:
                 task.cancel()
             await self._close_other_side(closed)
             self.finished.set()
@@ -199,6 +248,89 @@ class SessionRunner:
             await self._inbox.put(UpstreamConnected(time.time()))
             return connection
 
+    # --- a routed session's two links (issue 8) ------------------------------------------------------
+
+    def link(self, name: str) -> Connection | None:
+        return self.csms if name == "csms" else self.legacy
+
+    def _set_link(self, name: str, connection: Connection | None) -> None:
+        if name == "csms":
+            self.csms = connection
+        else:
+            self.legacy = connection
+
+    async def _link(self, name: str, connection: Connection | None) -> None:
+        """Read one link; while the session wants it, reopen it with jittered back-off whenever it goes away."""
+        assert self.routed is not None
+        frame_event, lost_event, connected_event = _LINK_EVENTS[name]
+        attempt = 0
+        while True:
+            if connection is None:
+                if not self._wanted.get(name):
+                    return
+                attempt += 1
+                await asyncio.sleep(self.routed.delay(attempt) if attempt > 1 else 0)
+                try:
+                    connection = await self.routed.openers[name]()
+                except HandshakeRefused as refused:
+                    telemetry.event("upstream.reconnect_failed", identity=self.identity, link=name, attempt=attempt,
+                                    status=refused.status, reason=refused.reason)
+                    continue
+                if not self._wanted.get(name):
+                    await connection.close(1000, "route changed")
+                    return
+                attempt = 0
+                self._set_link(name, connection)
+                telemetry.event("upstream.link_opened", identity=self.identity, link=name)
+                await self._inbox.put(connected_event(time.time()))
+            try:
+                async for message in connection:
+                    self._tap(f"{name}>bridge", message)
+                    await self._inbox.put(frame_event(message, time.time()))
+            except ConnectionClosed:
+                pass
+            self._set_link(name, None)
+            telemetry.event("upstream.link_closed", identity=self.identity, link=name, code=connection.close_code)
+            await self._inbox.put(lost_event(time.time()))
+            connection = None
+
+    def _set_links(self, links: Links) -> None:
+        for name, wanted in (("csms", links.csms), ("legacy", links.legacy)):
+            self._wanted[name] = wanted
+            task, connection = self._link_tasks.get(name), self.link(name)
+            if wanted and (task is None or task.done()):
+                self._link_tasks[name] = asyncio.create_task(self._link(name, connection))
+            elif not wanted and connection is not None:
+                telemetry.event("upstream.link_released", identity=self.identity, link=name)
+                closing = asyncio.create_task(connection.close(1000, "route changed"))
+                self._closing.add(closing)  # its reader notices the close and tells the session
+                closing.add_done_callback(self._closing.discard)
+
+    async def change_route(self, mode: str) -> None:
+        """Switch a routed session's mode while the charger stays connected: open the links the new mode needs
+        first (a failure raises HandshakeRefused and changes nothing), then let the session switch, and return
+        once it has."""
+        assert self.routed is not None
+        needed = {"translate": ("csms",), "legacy": ("legacy",), "shadow": ("legacy", "csms")}[mode]
+        for name in needed:
+            if self.link(name) is not None:
+                continue
+            connection = await self.routed.openers[name]()
+            if self.link(name) is not None:  # the link's own task got there first
+                await connection.close(1000, "opened twice")
+                continue
+            task = self._link_tasks.pop(name, None)
+            if task is not None:
+                task.cancel()  # it was waiting to retry: this connection replaces its next attempt
+            self._wanted[name] = True
+            self._set_link(name, connection)
+            await self._inbox.put(_LINK_EVENTS[name][2](time.time()))
+            self._link_tasks[name] = asyncio.create_task(self._link(name, connection))
+        await self._inbox.put(RouteChanged(time.time(), mode))
+        barrier = _Barrier(asyncio.Event())
+        await self._inbox.put(barrier)
+        await barrier.reached.wait()
+
     # --- commands ----------------------------------------------------------------------------------
 
     async def _execute(self, commands: list[Command]) -> None:
@@ -210,6 +342,10 @@ class SessionRunner:
                 await self.charger.send(text)
             elif isinstance(command, SendToCsms):
                 await self._send_csms(command.text)
+            elif isinstance(command, SendToLegacy):
+                await self._send_legacy(command.text)
+            elif isinstance(command, Links):
+                self._set_links(command)
             elif isinstance(command, Persist):
                 if not await self._persist(command):
                     store_failed = True
@@ -233,6 +369,14 @@ class SessionRunner:
         self._tap("bridge>csms", text)
         with contextlib.suppress(ConnectionClosed):  # the reader notices; queued messages are sent again
             await self.csms.send(text)
+
+    async def _send_legacy(self, text: str) -> None:
+        if self.legacy is None:
+            telemetry.event("frame.dropped", identity=self.identity, side="legacy", reason="link down")
+            return
+        self._tap("bridge>legacy", text)
+        with contextlib.suppress(ConnectionClosed):
+            await self.legacy.send(text)
 
     async def _persist(self, command: Persist) -> bool:
         try:
@@ -274,8 +418,9 @@ class SessionRunner:
             telemetry.event("session.charger_closed", identity=self.identity,
                             code=closed.code if closed else None)
             await self.charger.close(1001, "session ended")
-        if self.csms is not None:
-            await self.csms.close(1000, "charger disconnected")
+        for link in (self.csms, self.legacy):
+            if link is not None:
+                await link.close(1000, "charger disconnected")
 
     async def close(self, code: int, reason: str) -> None:
         """Close the charger side; the session then winds down and closes upstream."""

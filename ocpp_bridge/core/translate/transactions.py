@@ -115,7 +115,7 @@ def start_transaction(session: TranslatingSession, call: Call) -> None:
         else:  # never answered (e.g. lost with a restart): the CSMS's answer to the queued Started decides
             _wait_for_start_answer(session, known, call)
         return
-    tx = _begin(session, payload, request_hash)
+    tx = _begin(session, payload, request_hash, session.assigned_ids.pop(call.unique_id, None))
     started_at = tx.started_at
     event: dict[str, Any] = {
         "eventType": "Started",
@@ -143,7 +143,8 @@ def _wait_for_start_answer(session: TranslatingSession, tx: TxRecord, call: Call
                       lambda: _answer_start(session, tx, call, None))
 
 
-def _begin(session: TranslatingSession, payload: dict[str, Any], request_hash: str) -> TxRecord:
+def _begin(session: TranslatingSession, payload: dict[str, Any], request_hash: str,
+           local_id: int | None) -> TxRecord:
     connector_id = payload["connectorId"]
     stale = session.ledger.open_on_connector(connector_id)
     if stale is not None and stale.start_answer is None:
@@ -161,7 +162,7 @@ def _begin(session: TranslatingSession, payload: dict[str, Any], request_hash: s
     state = CHARGING_STATE[status] if status in ("Charging", "SuspendedEV", "SuspendedEVSE") else "EVConnected"
     remote = _take_remote_start(session, connector_id, payload["idTag"])
     tx = session.ledger.begin(
-        session.meta, session.new_id(),
+        session.meta, session.new_id(), local_id,
         connector_id=connector_id, evse_id=connector_id, evse_connector_id=1,
         id_token=payload["idTag"], id_token_type=id_token(session, payload["idTag"])["type"],
         meter_start=payload["meterStart"], started_at=timestamp(payload["timestamp"]), start_hash=request_hash,
@@ -217,6 +218,7 @@ def meter_values_(session: TranslatingSession, call: Call) -> None:
 def stop_transaction(session: TranslatingSession, call: Call) -> None:
     payload = call.payload
     request_hash = content_hash(call.action, payload)
+    _owed_to_legacy(session, call)
     tx = session.ledger.get(payload["transactionId"])
     if tx is None:
         tx = _adopt_unknown(session, call)
@@ -251,6 +253,16 @@ def stop_transaction(session: TranslatingSession, call: Call) -> None:
     session.emit("transaction.ended", transaction_id=tx.tx_id, local_id=tx.local_id)
     session.ledger.prune()
     _after_last_transaction(session)
+
+
+def _owed_to_legacy(session: TranslatingSession, call: Call) -> None:
+    """A transaction the old central system opened (shadow or legacy route) stopped while the charger is routed
+    elsewhere: the old system is owed this StopTransaction, delivered by the routed session (core/routing.py)."""
+    local_id = call.payload["transactionId"]
+    if local_id in session.meta.legacy_open:
+        session.meta.legacy_open.remove(local_id)
+        session.meta.legacy_backlog.append({"action": call.action, "payload": call.payload})
+        session.persist(session.meta)
 
 
 def _signed_register(values: list[dict[str, Any]], context: str) -> bool:
