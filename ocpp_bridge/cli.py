@@ -20,6 +20,10 @@ from . import __version__, config, telemetry
 from .core.settings import CoreSettings
 from .io.listener import Bridge
 
+# Settings ``serve`` takes as flags (flags > env > file); SIGHUP re-applies the same flags.
+SERVE_FLAGS = ("listen", "upstream", "upstream_protocols", "state", "metrics_listen", "log_format",
+               "legacy_upstream", "default_route", "admin_listen", "admin_token")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocpp-bridge",
@@ -36,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
                        "redis://host:port/db shared by several replicas")
     serve.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics there (default off)")
     serve.add_argument("--log-format", choices=["json", "text"], help="log lines as JSON (default) or text")
+    serve.add_argument("--legacy-upstream", metavar="URL", help="the old OCPP 1.6 central system's base URL "
+                       "(legacy and shadow routes)")
+    serve.add_argument("--default-route", choices=["translate", "legacy", "shadow"],
+                       help="route of chargers no [[routes]] rule names (default translate)")
+    serve.add_argument("--admin-listen", metavar="HOST:PORT", help="serve the admin HTTP API there (default off)")
+    serve.add_argument("--admin-token", metavar="TOKEN", help="bearer token of the admin API (prefer "
+                       "OCPP_BRIDGE_ADMIN_TOKEN: a flag is visible in the process list)")
     check = commands.add_parser("check-config", help="validate the settings and mapping files, print the "
                                 "effective settings (secrets masked)")
     check.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
@@ -61,9 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "hash-password":
         return _hash_password(args.scheme, args.hex)
     try:
-        settings = config.load(args.config, listen=args.listen, upstream=args.upstream,
-                               upstream_protocols=args.upstream_protocols, state=args.state,
-                               metrics_listen=args.metrics_listen, log_format=args.log_format)
+        flags = {name: getattr(args, name) for name in SERVE_FLAGS}
+        settings = config.load(args.config, **flags)
         core_settings = settings.core()
     except (config.ConfigError, ValueError) as exc:
         print(f"ocpp-bridge: {exc}", file=sys.stderr)
@@ -71,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     telemetry.configure(settings.log_level, settings.log_format)
     telemetry.setup(config.split_host_port(settings.metrics_listen) if settings.metrics_listen else None,
                     settings.traces, debug_identities=settings.debug_identities)
-    flags = {"listen": args.listen, "upstream": args.upstream, "upstream_protocols": args.upstream_protocols,
-             "state": args.state, "metrics_listen": args.metrics_listen, "log_format": args.log_format}
     return asyncio.run(_serve(settings, core_settings, args.config, flags))
 
 

@@ -13,13 +13,26 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from .core.settings import DEFAULT_TOKEN_RULES, DEFAULT_TOKEN_TYPE, CoreSettings, TokenTypeRule
 
 SUPPORTED_UPSTREAM = ("ocpp2.1", "ocpp2.0.1")
+LEGACY_PROTOCOL = "ocpp1.6"  # the old central system of a legacy or shadow route speaks 1.6, untranslated
+ROUTE_MODE_NAMES = ("translate", "legacy", "shadow")  # routes.ROUTE_MODES, kept here so config imports nothing
+RESERVED_UPSTREAMS = ("default", "legacy")  # upstream + upstream_protocols, legacy_upstream
+MIN_ADMIN_TOKEN = 16
 # OCPP A00.FR.317 (CSMS side): ECDHE-ECDSA and RSA AES-GCM suites; ECDHE-RSA added for forward secrecy with an RSA
 # certificate. TLS 1.3 suites are OpenSSL's defaults (all AEAD). Drop AES*-GCM-SHA* (no forward secrecy) to give up
 # A00.FR.317 conformance for forward secrecy only.
@@ -46,6 +59,74 @@ def split_host_port(value: str) -> tuple[str, int]:
 
 def _csv(value: Any) -> Any:
     return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+def _ws_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError("must be a ws:// or wss:// URL with a host")
+    return value.rstrip("/")
+
+
+class UpstreamSettings(BaseModel):
+    """One ``[upstreams.<name>]`` table: a central system a route can name, either a 1.6 one or a 2.x CSMS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="Base URL (ws:// or wss://); the bridge opens URL/<identity>.")
+    protocols: list[str] = Field(default_factory=lambda: ["ocpp2.0.1"], description="ocpp1.6 (an old central "
+                                 "system) or 2.x subprotocols in order of preference (a new CSMS); never both.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _ws_url(value)
+
+    @field_validator("protocols", mode="before")
+    @classmethod
+    def _protocols_csv(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("protocols")
+    @classmethod
+    def _protocols(cls, value: list[str]) -> list[str]:
+        known = (LEGACY_PROTOCOL, *SUPPORTED_UPSTREAM)
+        unknown = [p for p in value if p not in known]
+        if unknown or not value:
+            raise ValueError(f"must be a non-empty list of {', '.join(known)}; got {unknown or value}")
+        if LEGACY_PROTOCOL in value and len(value) > 1:
+            raise ValueError(f"{LEGACY_PROTOCOL} cannot be mixed with 2.x: an upstream is either an old 1.6 central "
+                             "system or a 2.x CSMS")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a protocol twice: {value}")
+        return value
+
+
+class RouteSettings(BaseModel):
+    """One ``[[routes]]`` table: which chargers take which route; the first matching rule wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: str = Field(description="translate, legacy or shadow.")
+    identities: list[str] = Field(default_factory=list, description="Charger identities or fnmatch globs "
+                                  "(case-sensitive).")
+    identities_file: Path | None = Field(None, description="Text file, one identity or glob per line, # comments.")
+    upstream: str = Field("default", description="Name of the 2.x CSMS (translate, shadow; 2.x chargers).")
+    legacy_upstream: str | None = Field(None, description="Name of the old 1.6 central system (legacy, shadow); "
+                                        "default: legacy, when legacy_upstream is set.")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ROUTE_MODE_NAMES:
+            raise ValueError(f"must be one of {', '.join(ROUTE_MODE_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _some_identities(self) -> RouteSettings:
+        if not self.identities and self.identities_file is None:
+            raise ValueError("a route needs identities, identities_file or both")
+        return self
 
 
 class ListenerSettings(BaseModel):
@@ -163,6 +244,20 @@ class Settings(BaseSettings):
         default_factory=lambda: ["ocpp2.0.1"],
         description="Subprotocols offered to the CSMS for 1.6 chargers, in order of preference "
                     "(e.g. ocpp2.1,ocpp2.0.1 speaks 2.1 when the CSMS offers it).")
+    legacy_upstream: str | None = Field(None, description="The old OCPP 1.6 central system's base URL (ws:// or "
+                                        "wss://), the upstream named legacy: legacy routes pass 1.6 chargers "
+                                        "through to it untranslated, shadow routes keep it authoritative.")
+    default_route: str = Field("translate", description="Route of chargers no [[routes]] rule names: translate "
+                               "(to the 2.x CSMS), legacy (to legacy_upstream, untranslated) or shadow "
+                               "(legacy_upstream answers, the CSMS gets a translated copy to compare).")
+    upstreams: dict[str, UpstreamSettings] = Field(
+        default_factory=dict, description="More named upstreams, [upstreams.<name>] tables (keys: url, protocols: "
+        "ocpp1.6 for an old central system, else 2.x subprotocols); default and legacy are reserved.")
+    routes: list[RouteSettings] = Field(
+        default_factory=list, description="[[routes]] rules, the first match wins (keys: mode, identities: exact "
+        "names or case-sensitive globs, identities_file: one per line with # comments, relative to the working "
+        "directory, upstream: a 2.x upstream name, default default, legacy_upstream: a 1.6 upstream name, "
+        "default legacy). ocpp-bridge routes check shows the outcome.")
     state: str = Field("./ocpp-bridge.db", description="SQLite state file (transaction ledger, charger records).")
     state_durability: str = Field("normal", description="SQLite synchronous level: normal survives a process "
                                                         "crash, full also a power loss, off neither.")
@@ -256,6 +351,14 @@ class Settings(BaseSettings):
                                       "doubled per recent failure of the same source or identity.")
     auth_failure_delay_max: float = Field(5.0, ge=0, description="Cap (s) of that delay. Correct credentials are "
                                           "never delayed.")
+    admin_listen: str | None = Field(None, description="HOST:PORT of the admin HTTP API (charger routes, "
+                                     "migration status; off when unset). Bind it to a private address.")
+    admin_token: SecretStr | None = Field(None, json_schema_extra={"secret": True}, description="Bearer token "
+                                          f"the admin API requires (at least {MIN_ADMIN_TOKEN} characters; "
+                                          "required with admin_listen; prefer the environment to the flag).")
+    admin_tls_cert: Path | None = Field(None, description="Certificate chain (PEM) of the admin API; with "
+                                        "admin_tls_key it serves HTTPS.")
+    admin_tls_key: Path | None = Field(None, description="Private key (PEM) of admin_tls_cert.")
 
     @field_validator("listen")
     @classmethod
@@ -266,10 +369,56 @@ class Settings(BaseSettings):
     @field_validator("upstream")
     @classmethod
     def _upstream(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError("must be a ws:// or wss:// URL with a host")
-        return value.rstrip("/")
+        return _ws_url(value)
+
+    @field_validator("legacy_upstream")
+    @classmethod
+    def _legacy_upstream(cls, value: str | None) -> str | None:
+        return None if value is None else _ws_url(value)
+
+    @field_validator("default_route")
+    @classmethod
+    def _default_route(cls, value: str, info: ValidationInfo) -> str:
+        if value not in ROUTE_MODE_NAMES:
+            raise ValueError(f"must be one of {', '.join(ROUTE_MODE_NAMES)}")
+        if value != "translate" and info.data.get("legacy_upstream") is None and "legacy_upstream" in info.data:
+            raise ValueError(f"{value!r} needs legacy_upstream (the old 1.6 central system's URL)")
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams(cls, value: dict[str, UpstreamSettings]) -> dict[str, UpstreamSettings]:
+        for name in value:
+            if name in RESERVED_UPSTREAMS:
+                raise ValueError(f"the name {name!r} is reserved ({name} = "
+                                 f"{'upstream' if name == 'default' else 'legacy_upstream'}); choose another")
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise ValueError(f"name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+        return value
+
+    @field_validator("admin_listen")
+    @classmethod
+    def _admin_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_TOKEN:
+            raise ValueError(f"is shorter than {MIN_ADMIN_TOKEN} characters (use a random one, e.g. "
+                             "openssl rand -hex 32)")
+        if value is None and info.data.get("admin_listen") is not None:
+            raise ValueError("is required when admin_listen is set")
+        return value
+
+    @field_validator("admin_tls_key")
+    @classmethod
+    def _admin_tls_pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "admin_tls_cert" in info.data and (value is None) != (info.data["admin_tls_cert"] is None):
+            raise ValueError("admin_tls_cert and admin_tls_key go together")
+        return value
 
     @field_validator("per_ip_exempt", mode="before")
     @classmethod
@@ -299,7 +448,8 @@ class Settings(BaseSettings):
             raise ValueError("must be deflate or none")
         return value
 
-    @field_validator("upstream_ca", "upstream_cert", "upstream_key", "upstream_credentials_file")
+    @field_validator("upstream_ca", "upstream_cert", "upstream_key", "upstream_credentials_file", "admin_tls_cert",
+                     "admin_tls_key")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -446,14 +596,26 @@ def load(config_file: Path | None = None, **flags: Any) -> Settings:
     except SettingsError as exc:  # e.g. an environment value that is not valid JSON for a dict setting
         raise ConfigError(f"invalid configuration: {exc}") from None
     # Field values as validated (nested models stay models; a dump would turn listeners into plain dicts).
-    return Settings.model_construct(**{name: getattr(layered, name) for name in Settings.model_fields})
+    settings = Settings.model_construct(**{name: getattr(layered, name) for name in Settings.model_fields})
+    if settings.routes:
+        from .routes import RouteTable
+
+        try:
+            RouteTable.from_settings(settings)  # upstream names and identities files: refused now, not at a charger
+        except ConfigError as exc:
+            source = f"{config_file} or env OCPP_BRIDGE_ROUTES" if config_file else "env OCPP_BRIDGE_ROUTES"
+            raise ConfigError(f"invalid configuration:\n  {exc} ({source})") from None
+    return settings
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:
     lines = []
     for error in exc.errors():
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
-        where = f" (flag --{name.replace('_', '-')}, env OCPP_BRIDGE_{name.upper()}"
+        loc = error["loc"]
+        name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+        top = str(loc[0]) if loc else "settings"
+        name = name or top
+        where = f" (flag --{top.replace('_', '-')}, env OCPP_BRIDGE_{top.upper()}"
         where += f" or {config_file})" if config_file else ")"
         message = "is required" if error["type"] == "missing" else error["msg"]
         lines.append(f"setting {name!r} {message}{where}")
