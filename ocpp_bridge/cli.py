@@ -14,11 +14,14 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, config, telemetry
 from .core.settings import CoreSettings
 from .io.listener import Bridge
+
+if TYPE_CHECKING:
+    from .routes import Route, UpstreamTarget
 
 # Settings ``serve`` takes as flags (flags > env > file); SIGHUP re-applies the same flags.
 SERVE_FLAGS = ("listen", "upstream", "upstream_protocols", "state", "metrics_listen", "log_format",
@@ -50,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate the settings and mapping files, print the "
                                 "effective settings (secrets masked)")
     check.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    routes = commands.add_parser("routes", help="inspect per-charger routes").add_subparsers(dest="routes_command",
+                                                                                            required=True)
+    routes_check = routes.add_parser("check", help="print the route each charger identity takes, and why")
+    routes_check.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    routes_check.add_argument("identities", nargs="*", metavar="IDENTITY", help="charger identities (default: "
+                              "every identity the rules name, and the default route)")
+    routes_check.add_argument("--identities-file", type=Path, metavar="FILE", help="more identities, one a line "
+                              "(# comments)")
+    routes_check.add_argument("--json", action="store_true", help="print a JSON list")
     hashing = commands.add_parser("hash-password", help="read a charger's password on stdin, print the hash for a "
                                   "listener's credentials (scrypt, salted)")
     hashing.add_argument("--scheme", choices=["scrypt", "pbkdf2"], default="scrypt")
@@ -69,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args.upstream_protocol)
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command == "routes":
+        return _routes_check(args.config, args.identities, args.identities_file, args.json)
     if args.command == "hash-password":
         return _hash_password(args.scheme, args.hex)
     try:
@@ -97,6 +111,47 @@ def _check_config(path: Path | None) -> int:
     print(f"mappings: {len(core_settings.keys.by_key)} configuration keys", file=sys.stderr)
     print("configuration is valid", file=sys.stderr)
     return 0
+
+
+def _routes_check(path: Path | None, identities: list[str], identities_file: Path | None, as_json: bool) -> int:
+    from .routes import RouteTable, read_identities
+
+    try:
+        table = RouteTable.from_settings(config.load(path))
+        names: list[str | None] = [*identities]
+        if identities_file is not None:
+            names.extend(identity for _, identity in read_identities(identities_file))
+    except (config.ConfigError, ValueError) as exc:
+        print(f"ocpp-bridge: {exc}", file=sys.stderr)
+        return 2
+    if not names:
+        names = [*table.explicit_identities(), None]  # None: the default route
+    rows = [_route_row(name, table.default if name is None else table.resolve(name)) for name in names]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    lines = [["IDENTITY", "MODE", "UPSTREAM", "LEGACY", "REASON"]]
+    lines += [[row["identity"] or "(default)", row["mode"], _target_text(row["upstream"]),
+               _target_text(row["legacy"]), row["reason"]] for row in rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(4)]
+    for line in lines:
+        print("  ".join([*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[4]]))
+    return 0
+
+
+def _route_row(identity: str | None, route: Route) -> dict[str, Any]:
+    """One line of ``routes check --json``; identity None is the default route."""
+    def target(upstream: UpstreamTarget | None) -> dict[str, Any] | None:
+        if upstream is None:
+            return None
+        return {"name": upstream.name, "url": upstream.url, "protocols": list(upstream.protocols)}
+
+    return {"identity": identity, "mode": route.mode, "upstream": target(route.upstream),
+            "legacy": target(route.legacy), "reason": route.reason}
+
+
+def _target_text(target: dict[str, Any] | None) -> str:
+    return "-" if target is None else f"{target['name']} {target['url']}"
 
 
 def _hash_password(scheme: str, raw_hex: bool) -> int:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 # Kinds a remote party can produce at will get a small log budget; the rest a larger one. Every kind has its own
 # bucket, so no kind can use up another's. Counting (metrics) is never limited.
 NOISY_KINDS: Final = frozenset({"auth_failed", "rate_limited", "invalid_message", "tls_failed", "connection_refused",
-                                "handshake_timeout", "invalid_certificate", "handshake_refused"})
+                                "handshake_timeout", "invalid_certificate", "handshake_refused", "admin_auth_failed"})
 _NOISY_BUDGET: Final = (5.0, 20.0)  # log lines per second, burst
 _CRITICAL_BUDGET: Final = (50.0, 100.0)
 
