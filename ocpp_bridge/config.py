@@ -359,6 +359,10 @@ class Settings(BaseSettings):
     admin_tls_cert: Path | None = Field(None, description="Certificate chain (PEM) of the admin API; with "
                                         "admin_tls_key it serves HTTPS.")
     admin_tls_key: Path | None = Field(None, description="Private key (PEM) of admin_tls_cert.")
+    shadow_ready_seconds: float = Field(86_400.0, ge=0, description="GET /admin/migration calls a charger in shadow "
+                                        "ready after this many seconds without a difference that matters ...")
+    shadow_ready_messages: int = Field(100, ge=0, description="... and at least this many messages both central "
+                                       "systems answered since the last such difference.")
 
     @field_validator("listen")
     @classmethod

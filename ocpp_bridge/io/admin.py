@@ -42,6 +42,10 @@ MAX_CONNECTIONS: Final = 64  # an admin API has a handful of users; more at once
 _MAX_HEADERS: Final = 16 * 1024
 
 
+class Unavailable(Exception):
+    """Raised by a backend when what a request needs is unreachable right now (503; nothing was changed)."""
+
+
 class AdminBackend(Protocol):
     """What the admin API shows and changes; the runtime implements it."""
 
@@ -50,7 +54,7 @@ class AdminBackend(Protocol):
     def charger(self, identity: str) -> dict[str, Any] | None: ...  # None -> 404
 
     async def set_route(self, identity: str, mode: str) -> dict[str, Any] | None:
-        """None -> 404; ValueError(message) -> 400 {"error": message, "field": "mode"}."""
+        """None -> 404; ValueError(message) -> 400 {"error": message, "field": "mode"}; Unavailable -> 503."""
         ...
 
     def migration(self) -> dict[str, Any]: ...
@@ -257,6 +261,8 @@ class AdminServer:
             result = await self._backend.set_route(identity, mode)
         except ValueError as exc:
             return _error(400, str(exc), "mode")
+        except Unavailable as exc:  # the central system the new route needs cannot be reached: nothing changed
+            return _error(503, str(exc), None, ("Retry-After", "10"))
         return _Reply(200, result) if result is not None else _unknown(identity)
 
 

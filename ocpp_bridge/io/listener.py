@@ -26,6 +26,7 @@ import functools
 import itertools
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Final
@@ -43,11 +44,14 @@ from .. import telemetry
 from ..config import ListenerSettings, Settings
 from ..core import validate
 from ..core.passthrough import PassthroughSession
+from ..core.routing import RoutedSession
 from ..core.rpc import Version
 from ..core.session import TranslatingSession
 from ..core.settings import CoreSettings
+from ..routes import Route
 from ..store import StateStore, StoreError
 from . import security
+from .admin import AdminServer, tls_context
 from .handshake import HandshakeRefused, choose_version, identity_from_path
 from .limits import (
     AuthThrottle,
@@ -59,7 +63,8 @@ from .limits import (
     listening_socket,
     networks,
 )
-from .runner import Core, RideThrough, SessionRunner, Tap
+from .routing import Routing
+from .runner import Core, RideThrough, RoutedLinks, SessionRunner, Tap
 from .upstream import UpstreamOptions, open_upstream
 
 UNSUPPORTED_SUBPROTOCOL_CLOSE: Final = 1002  # protocol error: no OCPP version in common
@@ -80,6 +85,18 @@ class _Prepared:
     authorization: str | None = None  # what the bridge presents to the CSMS for this charger
     handover: bool = False  # authenticated newcomer replacing a live session: upstream opened after the upgrade
     authenticated: bool = False  # the bridge verified the charger itself (local credentials, client certificate)
+    route: Route | None = None
+    legacy: ClientConnection | None = None  # the old 1.6 central system, when it answers for the charger (issue 8)
+
+    async def close_links(self, code: int, reason: str) -> None:
+        for link in (self.upstream, self.legacy):
+            if link is not None:
+                await link.close(code, reason)
+
+    @property
+    def routed(self) -> bool:
+        """A 1.6 charger with an old central system configured: its route can change while it is connected."""
+        return self.charger_version is Version.V16 and self.route is not None and self.route.legacy is not None
 
 
 @dataclass(slots=True)
@@ -131,8 +148,11 @@ class Bridge:
     upstream_credentials: dict[str, str] = field(init=False)
     _identity_locks: _KeyedLocks = field(default_factory=_KeyedLocks)
     _waiting: set[ServerConnection] = field(default_factory=set)  # connected, upgrade request not yet received
+    routing: Routing = field(init=False)
+    admin: AdminServer | None = None
 
     def __post_init__(self) -> None:
+        self.routing = Routing(self.settings, self.sessions)
         self.guard = ConnectionGuard(on_refused=_connection_refused)
         self.frame_policy = FramePolicy()
         self.throttle = AuthThrottle()
@@ -176,9 +196,19 @@ class Bridge:
             if listener.policy.profile == 0 and not listener.health_only:
                 security.event("profile_0_listener", listener=listener.policy.name,
                                detail="no charger authentication: for lab use only")
-        if self.settings.upstream.startswith("ws://"):
-            security.event("plaintext_upstream", upstream=self.settings.upstream,
-                           detail="the CSMS link is not encrypted (configured ws://)")
+        for target in self.routing.table.upstreams.values():
+            if target.url.startswith("ws://"):
+                security.event("plaintext_upstream", upstream=target.url, name=target.name,
+                               detail="the link to this central system is not encrypted (configured ws://)")
+        settings = self.settings
+        if settings.admin_listen is not None:
+            assert settings.admin_token is not None  # the settings refuse one without the other
+            context = tls_context(settings.admin_tls_cert, settings.admin_tls_key) \
+                if settings.admin_tls_cert is not None and settings.admin_tls_key is not None else None
+            self.admin = await AdminServer.start(settings.admin_listen, settings.admin_token.get_secret_value(),
+                                                 self.routing, context)
+            telemetry.event("bridge.admin_listening", listen=self.settings.admin_listen, port=self.admin.port,
+                            tls=self.settings.admin_tls_cert is not None)
 
     async def _serve(self, listener: _Listener) -> Server:
         settings = self.settings
@@ -223,7 +253,8 @@ class Bridge:
         return int(server.sockets[0].getsockname()[1])
 
     def _translating(self) -> list[TranslatingSession]:
-        return [r.core for r in list(self.sessions.values()) if isinstance(r.core, TranslatingSession)]
+        cores = [r.core.core if isinstance(r.core, RoutedSession) else r.core for r in list(self.sessions.values())]
+        return [core for core in cores if isinstance(core, TranslatingSession)]
 
     def _queue_depth(self) -> list[tuple[float, dict[str, str]]]:
         return [(float(sum(len(s.outbox) for s in self._translating())), {})]
@@ -242,6 +273,7 @@ class Bridge:
         for session in self._translating():
             session.reconfigure(core_settings)
         self._apply_limits(settings)
+        self.routing.reload(settings)
         running = {listener.policy.name: listener for listener in self.listeners[1:]}
         wanted = {item.address: item for item in settings.listeners}
         for address in sorted(running.keys() | wanted.keys()):
@@ -272,6 +304,8 @@ class Bridge:
                 # Stop listening at the socket level; websockets' own close (which closes the connections, and
                 # acts only once) comes after the drain.
                 listener.server.server.close()
+        if self.admin is not None:
+            await self.admin.close()
         await self._wait_idle(self.settings.drain_timeout)
         await self._close_servers()
         await self.store.close()
@@ -280,7 +314,8 @@ class Bridge:
     async def _wait_idle(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
-            busy = [s.identity for s in self._translating() if not s.idle]
+            busy = [r.identity for r in list(self.sessions.values())
+                    if isinstance(r.core, TranslatingSession | RoutedSession) and not r.core.idle]
             if not busy:
                 return
             await asyncio.sleep(0.05)
@@ -335,8 +370,7 @@ class Bridge:
                         try:
                             self._replacement_allowed(identity, ip)
                         except HandshakeRefused:
-                            assert prepared.upstream is not None
-                            await prepared.upstream.close(1000, "replacement refused")
+                            await prepared.close_links(1000, "replacement refused")
                             raise
         except HandshakeRefused as refused:
             if refused.status in (401, 403) and identity:  # the CSMS refused the credentials (forward mode)
@@ -349,17 +383,16 @@ class Bridge:
             return _json(HTTPStatus(refused.status), {"error": refused.reason},
                          [("Retry-After", "30")] if refused.status == 429 else [])
         prepared.authenticated = verdict.authenticated
-        if prepared.upstream is not None:
+        if not prepared.handover and prepared.charger_version is not None:
             prepared.owner = f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
-            try:  # the CSMS accepted the credentials: now take the charger over from any other session
+            try:  # the central system accepted the credentials: now take the charger over from any other session
                 await self.store.claim(identity, prepared.owner)
             except StoreError as exc:
-                await prepared.upstream.close(1011, "state store unavailable")
+                await prepared.close_links(1011, "state store unavailable")
                 return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"state store unavailable: {exc}"})
         if connection.state is not State.CONNECTING or connection.transport.is_closing():
             # The charger gave up while the CSMS was answering: no handler will ever run for it.
-            if prepared.upstream is not None:
-                await prepared.upstream.close(1000, "charger went away during the handshake")
+            await prepared.close_links(1000, "charger went away during the handshake")
             return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "charger went away"})
         self._prepared[connection] = prepared
         return None
@@ -401,15 +434,35 @@ class Bridge:
 
     async def _open_upstream(self, identity: str, version: Version, offered_2x: tuple[str, ...],
                              authorization: str | None) -> _Prepared:
-        protocols = self.settings.upstream_protocols if version is Version.V16 else list(offered_2x)
-        upstream = await open_upstream(self.settings.upstream, identity, protocols, authorization,
-                                       self.settings.open_timeout, self.upstream_options)
+        """Open what answers for the charger, during its handshake: the CSMS, or the old 1.6 central system when
+        the charger's route puts that in charge (issue 8; the other side is opened by the session itself)."""
+        route = self.routing.route_for(identity)
+        prepared = _Prepared(identity, version, authorization=authorization, route=route)
+        if prepared.routed and route.mode != "translate":
+            assert route.legacy is not None
+            prepared.legacy = await self._open_link(identity, route.legacy.url, [route.legacy.protocols[0]],
+                                                    authorization)
+            prepared.upstream_version = Version(route.upstream.protocols[0])  # opened by the session later
+            return prepared
+        protocols = list(route.upstream.protocols) if version is Version.V16 else list(offered_2x)
+        upstream = await self._open_link(identity, route.upstream.url, protocols, authorization)
+        negotiated = Version.from_subprotocol(upstream.subprotocol)
+        assert negotiated is not None
+        prepared.upstream, prepared.upstream_version = upstream, negotiated
+        if version is not Version.V16:
+            prepared.charger_version = negotiated
+        return prepared
+
+    async def _open_link(self, identity: str, url: str, protocols: list[str],
+                         authorization: str | None) -> ClientConnection:
+        """Open ``url/<identity>`` offering ``protocols``; a central system that picks none of them is 502."""
+        upstream = await open_upstream(url, identity, protocols, authorization, self.settings.open_timeout,
+                                       self.upstream_options)
         negotiated = Version.from_subprotocol(upstream.subprotocol)
         if negotiated is None or negotiated.value not in protocols:
             await upstream.close(1002, "no common subprotocol")
             raise HandshakeRefused(502, f"CSMS agreed to none of {', '.join(protocols)}")
-        return _Prepared(identity, version if version is Version.V16 else negotiated, negotiated, upstream,
-                         authorization=authorization)
+        return upstream
 
     def _select_subprotocol(self, connection: ServerConnection,
                             subprotocols: object) -> Subprotocol | None:
@@ -421,8 +474,8 @@ class Bridge:
     def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
             prepared = self._prepared.pop(connection, None)
-            if prepared is not None and prepared.upstream is not None:
-                asyncio.get_running_loop().create_task(prepared.upstream.close(1000, "charger handshake failed"))
+            if prepared is not None:
+                asyncio.get_running_loop().create_task(prepared.close_links(1000, "charger handshake failed"))
 
     # --- sessions --------------------------------------------------------------------------------
 
@@ -442,11 +495,14 @@ class Bridge:
             if previous is not None:  # the newest connection wins; the old socket is most likely half-open
                 await self._end_replaced(previous, _peer_ip(connection))
             runner = self._register(prepared, connection)
-        assert prepared.upstream_version is not None
+        assert prepared.upstream_version is not None and prepared.route is not None
         profile = str(listener.policy.profile)
+        route = prepared.route
+        self.routing.opened(identity, route)
         telemetry.event("session.open", identity=identity, protocol=prepared.charger_version.value,
                         upstream_protocol=prepared.upstream_version.value, profile=profile,
-                        listener=listener.policy.name)
+                        listener=listener.policy.name, route=route.mode if prepared.routed else None,
+                        route_reason=route.reason if prepared.routed else None)
         telemetry.TELEMETRY.session(True, prepared.charger_version.value, profile)
         keeper = asyncio.create_task(self._keep_lease(runner, prepared.owner))
         try:
@@ -454,16 +510,17 @@ class Bridge:
         finally:
             keeper.cancel()
             await self.store.release(identity, prepared.owner)
+            self.routing.closed(identity, runner)
             if self.sessions.get(identity) is runner:
                 del self.sessions[identity]
             telemetry.TELEMETRY.session(False, prepared.charger_version.value, profile)
             telemetry.event("session.closed", identity=identity)
 
     def _register(self, prepared: _Prepared, connection: ServerConnection) -> SessionRunner:
-        assert prepared.upstream is not None
+        routed = self._routed_links(prepared)
         runner = SessionRunner(prepared.identity, self._core(prepared), connection, prepared.upstream, self.store,
-                               self.tap, self._ride_through(prepared),
-                               FrameLimiter(self.frame_policy, time.monotonic()))
+                               self.tap, None if routed else self._ride_through(prepared),
+                               FrameLimiter(self.frame_policy, time.monotonic()), routed)
         self.sessions[prepared.identity] = runner
         return runner
 
@@ -481,14 +538,14 @@ class Bridge:
                 opened = await self._open_upstream(identity, prepared.charger_version, offered,
                                                    prepared.authorization)
                 prepared.upstream, prepared.upstream_version = opened.upstream, opened.upstream_version
+                prepared.legacy, prepared.route = opened.legacy, opened.route
                 prepared.owner = f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
                 await self.store.claim(identity, prepared.owner)
             except (HandshakeRefused, StoreError) as exc:
                 reason = exc.reason if isinstance(exc, HandshakeRefused) else "state store unavailable"
                 code = 1008 if isinstance(exc, HandshakeRefused) and exc.status in (401, 403, 404) else 1011
                 telemetry.event("handshake.refused", identity=identity, status=code, reason=reason)
-                if prepared.upstream is not None:
-                    await prepared.upstream.close(1011, "state store unavailable")
+                await prepared.close_links(1011, "state store unavailable")
                 await connection.close(code, reason[:120])
                 return None
             return self._register(prepared, connection)  # under the lock: a second newcomer finds this one
@@ -515,8 +572,12 @@ class Bridge:
         """Translated sessions outlive their upstream link (issue 4); a 2.x charger keeps its own queue."""
         if prepared.charger_version is not Version.V16 or self.settings.outage_mode != "ride-through":
             return None
-        assert prepared.upstream_version is not None
-        protocols = [prepared.upstream_version.value]  # the session's schemas are fixed: same version again
+        assert prepared.upstream_version is not None and prepared.route is not None
+        return RideThrough(self._reopener(prepared, prepared.route.upstream.url, prepared.upstream_version.value),
+                           self.settings.reconnect_min, self.settings.reconnect_max)
+
+    def _reopener(self, prepared: _Prepared, url: str, protocol: str) -> Callable[[], Awaitable[Connection]]:
+        """How a session opens one of its links again (or for the first time, on a route change)."""
         identity = prepared.identity
 
         async def reconnect() -> Connection:
@@ -524,17 +585,33 @@ class Bridge:
             password = self.upstream_credentials.get(identity) if prepared.authenticated else None
             authorization = security.basic_authorization(identity, password) if password is not None \
                 else prepared.authorization
-            upstream = await open_upstream(self.settings.upstream, identity, protocols, authorization,
-                                           self.settings.open_timeout, self.upstream_options)
-            if upstream.subprotocol != protocols[0]:  # the session's schemas are fixed: no other version
+            upstream = await open_upstream(url, identity, [protocol], authorization, self.settings.open_timeout,
+                                           self.upstream_options)
+            if upstream.subprotocol != protocol:  # the session's schemas are fixed: no other version
                 await upstream.close(1002, "no common subprotocol")
-                raise HandshakeRefused(502, f"CSMS agreed to {upstream.subprotocol!r}, not {protocols[0]}")
+                raise HandshakeRefused(502, f"CSMS agreed to {upstream.subprotocol!r}, not {protocol}")
             return upstream
 
-        return RideThrough(reconnect, self.settings.reconnect_min, self.settings.reconnect_max)
+        return reconnect
+
+    def _routed_links(self, prepared: _Prepared) -> RoutedLinks | None:
+        if not prepared.routed:
+            return None
+        route = prepared.route
+        assert route is not None and route.legacy is not None and prepared.upstream_version is not None
+        openers = {"csms": self._reopener(prepared, route.upstream.url, prepared.upstream_version.value),
+                   "legacy": self._reopener(prepared, route.legacy.url, route.legacy.protocols[0])}
+        opened = {name: link for name, link in (("csms", prepared.upstream), ("legacy", prepared.legacy))
+                  if link is not None}
+        return RoutedLinks(openers, opened, self.settings.reconnect_min, self.settings.reconnect_max)
 
     def _core(self, prepared: _Prepared) -> Core:
         assert prepared.upstream_version is not None and prepared.charger_version is not None
+        if prepared.routed:
+            assert prepared.route is not None
+            return RoutedSession(prepared.identity, prepared.route.mode, prepared.upstream_version,
+                                 self.core_settings, _new_id, self.routing.report(prepared.identity),
+                                 csms_open=prepared.upstream is not None, legacy_open=prepared.legacy is not None)
         if prepared.charger_version is Version.V16:
             return TranslatingSession(prepared.identity, prepared.upstream_version, self.core_settings, _new_id)
         return PassthroughSession(prepared.identity, prepared.charger_version)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -114,7 +114,7 @@ class RoutedLinks:
     between attempts, and the links the handshake opened already."""
 
     openers: dict[str, Opener]
-    open: dict[str, Connection]
+    open: Mapping[str, Connection]
     backoff_min: float = 1.0
     backoff_max: float = 60.0
 

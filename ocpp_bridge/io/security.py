@@ -339,7 +339,8 @@ def server_context(listener: ListenerSettings) -> ssl.SSLContext:
 
 def upstream_context(settings: Settings) -> ssl.SSLContext | None:
     """wss:// toward the CSMS: certificate and hostname always verified; never a fall-back to ws://."""
-    if not settings.upstream.startswith("wss://"):
+    urls = [settings.upstream, settings.legacy_upstream or "", *(item.url for item in settings.upstreams.values())]
+    if not any(url.startswith("wss://") for url in urls):
         return None
     context = ssl.create_default_context(cafile=settings.upstream_ca)  # CERT_REQUIRED, check_hostname
     context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -215,6 +215,30 @@ class _CsmsMixin(RecordingPeer):
 CsmsStation201 = type("CsmsStation201", (_CsmsMixin, v201.ChargePoint), _handlers(_CSMS_ACTIONS))
 CsmsStation21 = type("CsmsStation21", (_CsmsMixin, v21.ChargePoint), _handlers(_CSMS_ACTIONS))
 
+# An old OCPP 1.6 central system (issue 8: the legacy side of a migration), numbering transactions itself.
+_LEGACY_TRANSACTION_IDS = itertools.count(90_001)
+LEGACY_DEFAULTS: dict[str, Answer] = {
+    "BootNotification": lambda p: {"currentTime": now(), "interval": 77, "status": "Accepted"},
+    "Heartbeat": lambda p: {"currentTime": now()},
+    "StatusNotification": {},
+    "Authorize": {"idTagInfo": {"status": "Accepted"}},
+    "StartTransaction": lambda p: {"transactionId": next(_LEGACY_TRANSACTION_IDS),
+                                   "idTagInfo": {"status": "Accepted"}},
+    "StopTransaction": {},
+    "MeterValues": {},
+    "DataTransfer": {"status": "Accepted"},
+    "DiagnosticsStatusNotification": {},
+    "FirmwareStatusNotification": {},
+}
+
+
+class _LegacyMixin(RecordingPeer):
+    DEFAULTS = LEGACY_DEFAULTS
+
+
+CentralSystem16 = type("CentralSystem16", (_LegacyMixin, v16.ChargePoint), _handlers(list(LEGACY_DEFAULTS)))
+_STATION_CLASSES = {"ocpp2.1": CsmsStation21, "ocpp1.6": CentralSystem16}
+
 
 @dataclass
 class Handshake:
@@ -228,7 +252,8 @@ class Handshake:
 
 @dataclass
 class Csms:
-    """A CSMS on 127.0.0.1:port speaking 2.0.1 and/or 2.1 through ``ocpp``'s ChargePoint, one per station."""
+    """A CSMS on 127.0.0.1:port speaking 2.0.1 and/or 2.1 through ``ocpp``'s ChargePoint, one per station; with
+    ``subprotocols=["ocpp1.6"]``, an old 1.6 central system (``CentralSystem16``)."""
 
     port: int
     subprotocols: list[str] = field(default_factory=lambda: ["ocpp2.0.1"])
@@ -275,7 +300,7 @@ class Csms:
 
     async def _handle(self, connection: ServerConnection) -> None:
         identity = connection.request.path.rstrip("/").rsplit("/", 1)[-1]  # type: ignore[union-attr]
-        station_class = CsmsStation21 if connection.subprotocol == "ocpp2.1" else CsmsStation201
+        station_class = _STATION_CLASSES.get(connection.subprotocol or "", CsmsStation201)
         station = station_class(identity, connection, response_timeout=TIMEOUT)
         station._init_recording(self._log)
         for action, answer in self.answers.items():
