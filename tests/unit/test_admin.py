@@ -313,3 +313,30 @@ async def test_tls_with_the_packaged_context(tmp_path: Path) -> None:
         assert (await exchange(running.port, request("GET", "/admin/migration"), client)).status == 200
     finally:
         await running.close()
+
+
+async def test_connections_beyond_the_cap_are_closed_at_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admin, "MAX_CONNECTIONS", 1)
+    running = await AdminServer.start("127.0.0.1:0", TOKEN, Backend())
+    try:
+        _, slow = await asyncio.open_connection("127.0.0.1", running.port)
+        slow.write(b"GET /admin/chargers HTTP/1.1\r\n")  # holds the one slot
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        writer.write(request("GET", "/admin/migration"))
+        try:
+            answer = await asyncio.wait_for(reader.read(), 2)
+        except ConnectionResetError:  # aborted: a reset rather than an orderly close
+            answer = b""
+        assert answer == b""  # closed without an answer
+        writer.close()
+        slow.close()
+    finally:
+        await running.close()
+
+
+async def test_start_refuses_a_bad_address_or_an_empty_token() -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        await AdminServer.start("nowhere", TOKEN, Backend())
+    with pytest.raises(ValueError, match="token"):
+        await AdminServer.start("127.0.0.1:0", "", Backend())

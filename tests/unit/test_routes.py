@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocpp_bridge import config
 from ocpp_bridge.routes import ROUTE_MODES, Route, RouteTable, UpstreamTarget
@@ -282,3 +285,22 @@ def test_serve_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None
                      "--admin-listen", "127.0.0.1:7000", "--admin-token", "t" * 16]) == 2
     assert seen["legacy_upstream"] == OLD and seen["default_route"] == "shadow"
     assert seen["admin_listen"] == "127.0.0.1:7000" and seen["admin_token"] == "t" * 16
+
+
+# --- resolve == the naive first match ----------------------------------------------------------------------
+
+_PATTERNS = st.sampled_from(["A", "B", "AB", "A*", "*B", "?", "[AB]", "A?", "*", "BA", "[!A]*"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules=st.lists(st.tuples(st.sampled_from(ROUTE_MODES), st.lists(_PATTERNS, min_size=1, max_size=4)),
+                      max_size=5),
+       identity=st.sampled_from(["A", "B", "AB", "BA", "ABA", "C", "a"]))
+def test_resolve_is_the_first_match_in_file_order(rules: list[tuple[str, list[str]]], identity: str) -> None:
+    legacy = UpstreamTarget("legacy", OLD, ("ocpp1.6",))
+    upstream = UpstreamTarget("default", NEW, ("ocpp2.0.1",))
+    default = Route("translate", upstream, legacy, "default")
+    entries = [(pattern, Route(mode, upstream, legacy, f"routes[{index}] {pattern}"))  # type: ignore[arg-type]
+               for index, (mode, patterns) in enumerate(rules) for pattern in patterns]
+    expected = next((route for pattern, route in entries if fnmatchcase(identity, pattern)), default)
+    assert RouteTable({"default": upstream, "legacy": legacy}, default, entries).resolve(identity) == expected
