@@ -421,6 +421,8 @@ class RoutedSession:
                 self._emit("route.close_suppressed", reason=command.reason, mode=self.mode)
             else:
                 if isinstance(command, Emit) and self.mode != "translate":
+                    if command.kind == "upstream.lost" and self._links is not None and not self._links.csms:
+                        continue  # closed because this route no longer needs it: not an outage
                     self._difference(command)
                 self._out.append(command)
         for text in refused:  # the charger is not ours to change on this route: the call fails at once

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,3 +194,60 @@ async def test_admin_api_refuses_without_token_unknown_identity_and_bad_mode(fle
         assert status == 200
         mine = next(c for c in listing["chargers"] if c["identity"] == identity)
         assert mine["mode"] == "translate" and mine["protocol"] == "ocpp1.6" and mine["legacy"]["name"] == "legacy"
+
+
+async def test_route_whose_central_system_is_unreachable_answers_503_and_changes_nothing(
+        bridge_factory: Callable[..., BridgeProcess], csms: Csms, identity: str) -> None:
+    admin_port = free_port()
+    bridge = bridge_factory(args=["--legacy-upstream", f"ws://127.0.0.1:{free_port()}/nobody-listens",
+                                  "--admin-listen", f"127.0.0.1:{admin_port}", "--admin-token", TOKEN])
+    fleet = Fleet(bridge, csms, csms, admin_port)
+    async with charger(bridge.ws_url(identity), identity) as link:
+        await _boot(link)
+        status, body = await fleet.admin("PUT", f"/admin/chargers/{identity}/route", {"mode": "legacy"})
+        assert status == 503 and "cannot be opened" in body["error"]
+        status, detail = await fleet.admin("GET", f"/admin/chargers/{identity}")
+        assert detail["mode"] == "translate"
+        await link.call(c16.Heartbeat())  # still served by the new CSMS
+        await csms.expect(identity, "Heartbeat")
+        assert link.ws.state is State.OPEN
+
+
+async def test_sighup_with_new_rules_moves_a_connected_charger(bridge_factory: Callable[..., BridgeProcess],
+                                                               csms_factory: Callable[..., Any], tmp_path: Any,
+                                                               identity: str) -> None:
+    legacy = await csms_factory(subprotocols=["ocpp1.6"], port=free_port())
+    csms = await csms_factory()
+    config = tmp_path / "bridge.toml"
+    base = f'legacy_upstream = "ws://127.0.0.1:{legacy.port}/steve"\ndefault_route = "legacy"\n'
+    config.write_text(base)
+    bridge = bridge_factory(args=["--config", str(config)])
+    async with charger(bridge.ws_url(identity), identity) as link:
+        assert (await _boot(link)).interval == 77
+        config.write_text(base + f'[[routes]]\nmode = "shadow"\nidentities = ["{identity}"]\n')
+        assert bridge.proc is not None
+        bridge.proc.send_signal(signal.SIGHUP)
+        await csms.station(identity, timeout=10)  # the shadow route opens the new CSMS's side
+        await link.call(c16.Heartbeat())
+        await legacy.expect(identity, "Heartbeat")  # the old system still answers ...
+        await csms.expect(identity, "Heartbeat")  # ... and the new CSMS gets the translated copy
+        assert link.ws.state is State.OPEN
+
+
+async def test_chargers_go_to_the_upstream_their_rule_names(bridge_factory: Callable[..., BridgeProcess],
+                                                            csms_factory: Callable[..., Any], tmp_path: Any,
+                                                            identity: str) -> None:
+    default = await csms_factory()
+    regional = await csms_factory(port=free_port())
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'[upstreams.eu]\nurl = "ws://127.0.0.1:{regional.port}/ocpp"\nprotocols = ["ocpp2.0.1"]\n'
+                      f'[[routes]]\nmode = "translate"\nidentities = ["EU-*"]\nupstream = "eu"\n')
+    bridge = bridge_factory(args=["--config", str(config)])
+    native, translated = f"EU-{identity}-2x", f"EU-{identity}-16"
+    async with charger(bridge.ws_url(native), native, protocol="ocpp2.0.1") as link:
+        await link.call(c201.BootNotification(charging_station={"model": "M", "vendorName": "V"}, reason="PowerUp"))
+    async with charger(bridge.ws_url(translated), translated) as link:
+        await _boot(link)
+    await regional.expect(native, "BootNotification")
+    await regional.expect(translated, "BootNotification")
+    assert native not in default.identities() and translated not in default.identities()
