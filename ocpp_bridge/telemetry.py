@@ -149,7 +149,7 @@ class Telemetry:
     def count_event(self, kind: str, fields: dict[str, Any]) -> None:
         if kind != "exchange":
             self.events.add(1, {"kind": kind})
-        if kind == "upstream.lost":
+        if kind in ("upstream.lost", "route.link_released"):
             self.upstream_links.add(-1)
         elif kind == "upstream.restored":
             self.upstream_links.add(1)

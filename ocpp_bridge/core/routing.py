@@ -357,7 +357,7 @@ class RoutedSession:
         if call.action == "StartTransaction":
             self.core.assigned_ids[call.unique_id] = answer.payload["transactionId"]
         elif call.action == "StopTransaction" and not self._known_open(call):
-            self.report.record(self.now, "transaction_unknown", action=call.action,
+            self._differ("transaction_unknown", action=call.action,
                                transaction_id=call.payload["transactionId"],
                                detail="the new CSMS never saw this transaction start: it gets a Started+Ended pair")
         self._captured[call.unique_id] = (call, answer)
@@ -369,9 +369,9 @@ class RoutedSession:
         self.report.compared_one()
         if isinstance(ours, CallError):
             if ours.code is ErrorCode.GENERIC_ERROR and "too many outstanding calls" in ours.description:
-                self.report.record(self.now, "mirror_dropped", action=call.action, detail=ours.description)
+                self._differ("mirror_dropped", action=call.action, detail=ours.description)
             else:
-                self.report.record(self.now, "csms_error", action=call.action, csms=ours.code.value,
+                self._differ("csms_error", action=call.action, csms=ours.code.value,
                                    detail=ours.description)
             return
         if not isinstance(ours, CallResult):
@@ -380,10 +380,10 @@ class RoutedSession:
             old = legacy.payload.get("idTagInfo", {}).get("status")
             new = ours.payload.get("idTagInfo", {}).get("status")
             if old != new:
-                self.report.record(self.now, "authorization", action=call.action, id_tag=call.payload["idTag"],
+                self._differ("authorization", action=call.action, id_tag=call.payload["idTag"],
                                    legacy=old, csms=new)
         elif call.action == "BootNotification" and legacy.payload.get("status") != ours.payload.get("status"):
-            self.report.record(self.now, "boot_status", legacy=legacy.payload.get("status"),
+            self._differ("boot_status", legacy=legacy.payload.get("status"),
                                csms=ours.payload.get("status"))
 
     # --- the new CSMS ---------------------------------------------------------------------------------------
@@ -392,7 +392,7 @@ class RoutedSession:
         if self.mode != "translate":
             call = _peek_call(event.text)
             if call is not None and call[1] not in READ_ONLY_CSMS:
-                self.report.record(self.now, "csms_call_refused", action=call[1])
+                self._differ("csms_call_refused", action=call[1])
                 error = CallError(call[0], ErrorCode.NOT_SUPPORTED,
                                   f"the charger is on a {self.mode} route: the old central system is in charge")
                 self._out.append(SendToCsms(rpc.serialize(error, self.core.upstream)))
@@ -419,11 +419,9 @@ class RoutedSession:
                 self._out.append(command)
             elif isinstance(command, CloseCharger) and self.mode != "translate":
                 self._emit("route.close_suppressed", reason=command.reason, mode=self.mode)
+            elif isinstance(command, Emit) and self.mode != "translate":
+                self._out.append(self._route_emit(command))
             else:
-                if isinstance(command, Emit) and self.mode != "translate":
-                    if command.kind == "upstream.lost" and self._links is not None and not self._links.csms:
-                        continue  # closed because this route no longer needs it: not an outage
-                    self._difference(command)
                 self._out.append(command)
         for text in refused:  # the charger is not ours to change on this route: the call fails at once
             self._core(self.core.feed(FrameFromCharger(text, self.now)))
@@ -441,16 +439,23 @@ class RoutedSession:
             return
         self._send_next(self._lane.submit(unique_id, text, self.now, self.timeout))
 
+    def _route_emit(self, emit: Emit) -> Emit:
+        """What the translating session reports, seen from a route where it does not answer the charger."""
+        if emit.kind == "upstream.lost" and self._links is not None and not self._links.csms:
+            return Emit("route.link_released", {**emit.fields, "link": "csms"})  # not needed here: not an outage
+        self._difference(emit)
+        return emit
+
     def _difference(self, emit: Emit) -> None:
         fields = emit.fields
         kind = emit.kind
         if kind == "call.timeout" and fields.get("side") == "csms":
-            self.report.record(self.now, "timeout", action=fields.get("action"))
+            self._differ("timeout", action=fields.get("action"))
         elif kind == "frame.invalid" and fields.get("side") == "csms":
-            self.report.record(self.now, "schema_error", action=fields.get("action"), detail=fields.get("detail"))
+            self._differ("schema_error", action=fields.get("action"), detail=fields.get("detail"))
         elif kind == "transaction.deauthorized" or (kind in ("queue.retry", "queue.refused")
                                                     and fields.get("action") == "TransactionEvent"):
-            self.report.record(self.now, "transaction_rejected", transaction_id=fields.get("transaction_id"),
+            self._differ("transaction_rejected", transaction_id=fields.get("transaction_id"),
                                detail=fields.get("status") or fields.get("error"))
 
     # --- owed StopTransactions --------------------------------------------------------------------------------
@@ -483,7 +488,7 @@ class RoutedSession:
         for unique_id in [k for k, f in self._forwarded.items() if f.deadline <= self.now]:
             del self._forwarded[unique_id]  # the charger timed out long ago; a late answer is a stray
             if self.mode == "shadow":
-                self.report.record(self.now, "legacy_timeout", message_id=unique_id)
+                self._differ("legacy_timeout", message_id=unique_id)
         busy = self._lane.busy
         text = self._lane.expire(self.now, self.timeout)
         if busy is not None and self._lane.busy != busy:
@@ -541,6 +546,11 @@ class RoutedSession:
             self._out.append(links)
 
     # --- small helpers ------------------------------------------------------------------------------------------
+
+    def _differ(self, kind: str, **detail: Any) -> None:
+        """A difference between the two central systems: in the report, and as ``shadow.<kind>`` (log + metric)."""
+        self.report.record(self.now, kind, **detail)
+        self._emit(f"shadow.{kind}", matters=kind in MATTERING, **detail)
 
     def _send_charger(self, frame: rpc.Frame) -> None:
         self._out.append(SendToCharger(rpc.serialize(frame, Version.V16)))

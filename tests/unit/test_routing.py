@@ -105,6 +105,8 @@ def test_shadow_route_records_authorization_and_boot_differences() -> None:
     kinds = [(d["kind"], d.get("legacy"), d.get("csms")) for d in report.recent]
     assert kinds == [("boot_status", "Accepted", "Pending"), ("authorization", "Accepted", "Blocked")]
     assert pb.to_charger == []
+    # each difference is also an event (a log line, and a count per kind in ocpp_bridge.events)
+    assert [k for k in pb.emitted_kinds() if k.startswith("shadow.")] == ["shadow.boot_status", "shadow.authorization"]
 
 
 def test_shadow_route_records_new_csms_errors_and_timeouts() -> None:
