@@ -63,7 +63,8 @@ READ_ONLY_CHARGER: Final = frozenset({"GetConfiguration", "GetLocalListVersion",
 MIRROR_BACKLOG: Final = 1000  # charger calls held for the translating session on a shadow route
 # Differences that matter for a migration decision (issue 8 §2); others are counted but do not block readiness.
 MATTERING: Final = frozenset({"authorization", "boot_status", "csms_error", "schema_error", "timeout",
-                              "transaction_rejected", "transaction_unknown", "mirror_dropped"})
+                              "transaction_rejected", "transaction_unknown", "transaction_id_collision",
+                              "mirror_dropped"})
 RECENT_DIFFERENCES: Final = 50
 _TRANSACTION_ACTIONS: Final = frozenset({"MeterValues", "StopTransaction"})
 
@@ -355,7 +356,12 @@ class RoutedSession:
 
     def _mirror(self, call: Call, text: str, answer: CallResult) -> None:
         if call.action == "StartTransaction":
-            self.core.assigned_ids[call.unique_id] = answer.payload["transactionId"]
+            local_id = answer.payload["transactionId"]
+            if self.core.ledger.get(local_id) is not None:  # e.g. an id the bridge numbered before a roll-back
+                self._differ("transaction_id_collision", transaction_id=local_id,
+                             detail="the old system reused a transactionId the ledger holds: not mirrored")
+                return
+            self.core.assigned_ids[call.unique_id] = local_id
         elif call.action == "StopTransaction" and not self._known_open(call):
             self._differ("transaction_unknown", action=call.action,
                                transaction_id=call.payload["transactionId"],

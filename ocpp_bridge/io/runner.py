@@ -329,7 +329,12 @@ class SessionRunner:
         await self._inbox.put(RouteChanged(time.time(), mode))
         barrier = _Barrier(asyncio.Event())
         await self._inbox.put(barrier)
-        await barrier.reached.wait()
+        waits = [asyncio.create_task(barrier.reached.wait()), asyncio.create_task(self.finished.wait())]
+        try:  # the session may end first (the charger went away): then there is nothing left to switch
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     # --- commands ----------------------------------------------------------------------------------
 

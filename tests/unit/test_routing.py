@@ -227,3 +227,14 @@ def test_unknown_route_change_is_ignored(mode: str) -> None:
     pb = Playbook.routed(mode)
     pb.feed(RouteChanged(pb.now, "sideways"))
     assert _routed(pb).mode == mode
+
+
+def test_an_old_system_reusing_a_transaction_id_the_ledger_holds_is_a_difference_not_an_overwrite() -> None:
+    pb = Playbook.routed("translate")
+    local_id, tx_id = pb.start()
+    pb.feed(RouteChanged(pb.now, "shadow"))
+    _legacy_roundtrip(pb, "StartTransaction", {**START, "connectorId": 2, "timestamp": "2024-05-01T12:00:00Z"},
+                      {"transactionId": local_id, "idTagInfo": {"status": "Accepted"}})
+    assert pb.to_csms == []  # not mirrored
+    assert pb.core.ledger.get(local_id).tx_id == tx_id  # the new CSMS's transaction is untouched
+    assert _routed(pb).report.counts == {"transaction_id_collision": 1}
