@@ -169,7 +169,23 @@ async def test_cut_over_mid_transaction_and_roll_back_keep_the_socket_open(fleet
         assert answer.status == "Accepted"
         assert (await link.cp.expect("RemoteStartTransaction"))["idTag"] == "TAG-R"
 
-        await fleet.set_route(identity, "legacy")  # roll back
+        # a transaction the new CSMS starts ...
+        second = await link.call(c16.StartTransaction(connector_id=1, id_tag="TAG-R", meter_start=1000,
+                                                      timestamp=now()))
+        assert second.transaction_id > local_id  # numbered by the bridge, above the old system's id
+        started = await fleet.csms.expect(identity, "TransactionEvent",
+                                          lambda e: e["eventType"] == "Started" and e["transactionInfo"][
+                                              "transactionId"] != tx_id)
+        second_tx = started["transactionInfo"]["transactionId"]
+
+        await fleet.set_route(identity, "legacy")  # ... and a roll-back in the middle of it
+        await link.call(c16.MeterValues(connector_id=1, transaction_id=second.transaction_id, meter_value=[
+            {"timestamp": now(), "sampledValue": [{"value": "1500", "measurand": "Energy.Active.Import.Register"}]}]))
+        await link.call(c16.StopTransaction(meter_stop=2000, timestamp=now(), transaction_id=second.transaction_id))
+        # the new CSMS still ends the transaction it knows, with the same id and contiguous seqNo
+        assert check_one_transaction(await fleet.csms.until_ended(identity, second_tx)) == second_tx
+        assert (await fleet.legacy.expect(identity, "StopTransaction",
+                                          lambda p: p["transactionId"] == second.transaction_id))["meterStop"] == 2000
         heartbeats = len(fleet.legacy.received(identity, "Heartbeat"))
         await link.call(c16.Heartbeat())
         assert len(await fleet.legacy.wait_received(identity, "Heartbeat", heartbeats + 1)) == heartbeats + 1
