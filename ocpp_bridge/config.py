@@ -231,6 +231,13 @@ class Settings(BaseSettings):
     frame_burst: int = Field(200, ge=1, description="Frames a charger may send at once above frame_rate.")
     frame_rate_close_after: int = Field(1000, ge=0, description="Refused frames within 10 s after which the "
                                         "charger is closed with 1008 (0: never close).")
+    csms_frame_rate: float = Field(100.0, gt=0, description="Frames per second from the CSMS per charger "
+                                   "connection (token bucket, live-reloadable); excess CALLs get CALLERROR "
+                                   "GenericError back and never reach the charger.")
+    csms_frame_burst: int = Field(200, ge=1, description="Frames the CSMS may send at once above csms_frame_rate.")
+    csms_frame_rate_close_after: int = Field(1000, ge=0, description="Refused CSMS frames within 10 s after which "
+                                             "that upstream connection is closed with 1008 and opened again "
+                                             "(0: never close).")
     max_connections: int = Field(10_000, ge=1, description="Open connections, all listeners together; more are "
                                  "closed at accept.")
     max_connections_per_ip: int = Field(1000, ge=1, description="Open connections per source IP.")

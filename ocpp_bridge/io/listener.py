@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -53,7 +52,6 @@ from .limits import (
     AuthThrottle,
     ConnectionGuard,
     ConnectionPolicy,
-    FrameLimiter,
     FramePolicy,
     KeyedBuckets,
     listening_socket,
@@ -125,6 +123,7 @@ class Bridge:
     flags: dict[str, object] = field(default_factory=dict)  # the command-line values, kept for SIGHUP reloads
     guard: ConnectionGuard = field(init=False)
     frame_policy: FramePolicy = field(init=False)
+    csms_frame_policy: FramePolicy = field(init=False)
     throttle: AuthThrottle = field(init=False)
     replacements: KeyedBuckets = field(init=False)
     upstream_options: UpstreamOptions = field(init=False)
@@ -135,6 +134,7 @@ class Bridge:
     def __post_init__(self) -> None:
         self.guard = ConnectionGuard(on_refused=_connection_refused)
         self.frame_policy = FramePolicy()
+        self.csms_frame_policy = FramePolicy()
         self.throttle = AuthThrottle()
         self.replacements = KeyedBuckets(1.0, 1.0)
         self._apply_limits(self.settings)
@@ -147,6 +147,9 @@ class Bridge:
         self.frame_policy.rate = settings.frame_rate
         self.frame_policy.burst = float(settings.frame_burst)
         self.frame_policy.close_after = settings.frame_rate_close_after
+        self.csms_frame_policy.rate = settings.csms_frame_rate
+        self.csms_frame_policy.burst = float(settings.csms_frame_burst)
+        self.csms_frame_policy.close_after = settings.csms_frame_rate_close_after
         self.throttle.base, self.throttle.ceiling = settings.auth_failure_delay, settings.auth_failure_delay_max
         self.replacements.reconfigure(settings.replacements_per_minute / 60, settings.replacements_per_minute)
         self.upstream_options = UpstreamOptions(security.upstream_context(settings), settings.max_message_size,
@@ -463,7 +466,8 @@ class Bridge:
         assert prepared.upstream is not None
         runner = SessionRunner(prepared.identity, self._core(prepared), connection, prepared.upstream, self.store,
                                self.tap, self._ride_through(prepared),
-                               FrameLimiter(self.frame_policy, time.monotonic()))
+                               security.frame_gate(self.frame_policy, prepared.identity, "charger"),
+                               security.frame_gate(self.csms_frame_policy, prepared.identity, "csms"))
         self.sessions[prepared.identity] = runner
         return runner
 

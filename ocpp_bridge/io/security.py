@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from .. import telemetry
-from .limits import TokenBucket
+from .limits import FrameGate, FramePolicy, FrameVerdict, TokenBucket
 
 if TYPE_CHECKING:
     from ..config import ListenerSettings, Settings
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 # Kinds a remote party can produce at will get a small log budget; the rest a larger one. Every kind has its own
 # bucket, so no kind can use up another's. Counting (metrics) is never limited.
 NOISY_KINDS: Final = frozenset({"auth_failed", "rate_limited", "invalid_message", "tls_failed", "connection_refused",
-                                "handshake_timeout", "invalid_certificate", "handshake_refused"})
+                                "handshake_timeout", "invalid_certificate", "handshake_refused",
+                                "csms_rate_limited"})
 _NOISY_BUDGET: Final = (5.0, 20.0)  # log lines per second, burst
 _CRITICAL_BUDGET: Final = (50.0, 100.0)
 
@@ -78,6 +79,18 @@ def event(kind: str, **fields: Any) -> None:
         budget.suppressed = 0
     if telemetry.LOGGER.isEnabledFor(logging.WARNING):
         telemetry.LOGGER.warning(full, extra={"fields": fields})
+
+
+def frame_gate(policy: FramePolicy, identity: str, side: str) -> FrameGate:
+    """The frame-rate gate of one side ("charger" or "csms") of one session; refusals are security events:
+    ``rate_limited`` for the charger, ``csms_rate_limited`` for the CSMS (issue 5: a hostile or broken CSMS is
+    held to the same limit)."""
+    kind = "rate_limited" if side == "charger" else "csms_rate_limited"
+
+    def refused(verdict: FrameVerdict) -> None:
+        event(kind, what="frames", identity=identity, verdict=verdict.value)
+
+    return FrameGate(policy, refused)
 
 
 # --- frames in logs ----------------------------------------------------------------------------------------

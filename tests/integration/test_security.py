@@ -863,6 +863,96 @@ async def test_sighup_raises_the_frame_rate_of_a_running_session(limited, csms, 
     assert not any(line.get("event") == "bridge.reload_failed" for line in process.log_lines())
 
 
+class HostileCsms:
+    """A 2.0.1 CSMS on bare websockets that answers Heartbeat and BootNotification at once, except for the
+    identities in ``hostile``: their connections are handed to the test, which writes (floods) by hand."""
+
+    def __init__(self, port: int, hostile: set[str]) -> None:
+        self.port = port
+        self.hostile = hostile
+        self.links: asyncio.Queue[Any] = asyncio.Queue()
+        self.server: Any = None
+
+    async def start(self) -> HostileCsms:
+        from websockets.asyncio.server import serve
+
+        self.server = await serve(self._handle, "127.0.0.1", self.port, subprotocols=[Subprotocol("ocpp2.0.1")])
+        return self
+
+    async def stop(self) -> None:
+        self.server.close()
+        await within(self.server.wait_closed())
+
+    async def _handle(self, connection: Any) -> None:
+        identity = connection.request.path.rsplit("/", 1)[-1]
+        if identity in self.hostile:
+            await self.links.put(connection)
+            await connection.wait_closed()
+            return
+        with contextlib.suppress(ConnectionClosed):
+            async for text in connection:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    answer = {"currentTime": now()} if frame[2] == "Heartbeat" else \
+                        {"currentTime": now(), "interval": 300, "status": "Accepted"}
+                    await connection.send(json.dumps([3, frame[1], answer]))
+
+
+async def test_a_flooding_csms_is_refused_and_closed_while_another_session_is_served(bridge_factory, new_identity,
+                                                                                     tmp_path):
+    flooded, quiet = new_identity(), new_identity()
+    csms = await HostileCsms(free_port(), {flooded}).start()
+    metrics_port = free_port()
+    config = write_config(tmp_path / "bridge.toml", csms_frame_rate=5.0, csms_frame_burst=10,
+                          csms_frame_rate_close_after=400, reconnect_min=0.1, reconnect_max=0.5,
+                          metrics_listen=f"127.0.0.1:{metrics_port}")
+    process = bridge_factory(upstream=f"ws://127.0.0.1:{csms.port}/ocpp", args=["--config", str(config)])
+    control = await RawCharger16(process.ws_url(quiet), quiet).connect()
+    victim = await RawCharger16(process.ws_url(flooded), flooded).connect()
+    try:
+        hostile = await within(csms.links.get())
+        answers: list[list[Any]] = []
+
+        async def collect() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for text in hostile:
+                    answers.append(json.loads(text))
+
+        reader = asyncio.create_task(collect())
+        started = time.monotonic()
+        for number in range(300):  # 300 CALLs at once, never waiting for an answer
+            await hostile.send(json.dumps([2, f"x{number}", "ClearCache", {}]))
+        assert "currentTime" in await control.call("Heartbeat", {}, timeout=10)  # the other session is served
+        refused = lambda: [a for a in answers if a[0] == 4 and a[3] == "rate limit exceeded"]  # noqa: E731
+        deadline = time.monotonic() + 10
+        while len(refused()) < 250 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the answers are in flight; nothing to await but their arrival
+        elapsed = time.monotonic() - started
+        assert all(a[1].startswith("x") and a[2] == "GenericError" for a in refused())  # each by its own id
+        assert 250 <= len(refused()) <= 300
+        # The charger never received the excess: at most the burst plus the rate over the time it took.
+        assert len(victim.received) <= 10 + 5 * elapsed + 5, len(victim.received)
+        assert victim.open and hostile.close_code is None  # below csms_frame_rate_close_after: not closed
+        assert events_counted(metrics_port, "security.csms_rate_limited") >= len(refused())
+        await security_events(process, "csms_rate_limited", where=lambda line: line.get("identity") == flooded)
+
+        # A CSMS that keeps flooding: its link is closed with 1008 and opened again; the charger stays.
+        with contextlib.suppress(ConnectionClosed):
+            for number in range(5000):
+                await hostile.send(json.dumps([2, f"y{number}", "ClearCache", {}]))
+        await within(hostile.wait_closed(), 10)
+        assert hostile.close_code == 1008
+        again = await within(csms.links.get(), 10)  # the bridge reconnected (ride-through)
+        assert again is not hostile and victim.open
+        assert "currentTime" in await control.call("Heartbeat", {}, timeout=10)
+        reader.cancel()
+        assert len(victim.received) <= 10 + 5 * (time.monotonic() - started) + 10
+    finally:
+        await control.close()
+        await victim.close()
+        await csms.stop()
+
+
 # --- connections and handshakes -----------------------------------------------------------------------------------
 
 
