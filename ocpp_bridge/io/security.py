@@ -6,9 +6,11 @@ so it authenticates chargers itself, before the upgrade and before anything is o
 * profile 1/2 (A00.FR.201-206, 301-324): ``Authorization: Basic`` whose username equals the URL identity
   (A00.FR.203), password checked against a salted scrypt/PBKDF2 hash with a constant-time compare, 401 with
   ``WWW-Authenticate`` otherwise; or, with ``auth = "forward"``, the header goes to the CSMS which decides.
-* profile 3 (A00.FR.401-430): the TLS layer verifies the client certificate against the configured CA; this
-  module then checks O = the operator (A00.FR.404), CN bound to the identity (A00.FR.405) and the expiry policy
-  (A00.FR.430 errata: an expired certificate is the CSMS's decision, so it is a setting).
+* profile 3 (A00.FR.401-430): the TLS layer verifies the client certificate against the configured CA (and,
+  when configured, against a CRL: A00.FR.704); this module then checks O = the operator (A00.FR.404/509), a CN
+  that is a serial number, not a URL, a domain name or an IP address (A00.FR.511: so a CSMS's certificate, whose
+  CN is its FQDN by A00.FR.510, never passes for a charger's), CN bound to the identity (A00.FR.405) and the
+  expiry policy (A00.FR.430 errata: an expired certificate is the CSMS's decision, so it is a setting).
 * TLS 1.2+ only unless named legacy chargers need 1.0/1.1 (A00.FR.312-314), no TLS compression (A00.FR.320), the
   A00.FR.317 cipher suites, OpenSSL security level 2 (RSA >= 2048, ECC >= 224 bits: A00.FR.502/503).
 * Security events (A00.FR.323/408) are counted always and logged with a budget per kind, so a flood of one kind
@@ -20,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -355,6 +359,10 @@ def upstream_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.upstream.startswith("wss://"):
         return None
     context = ssl.create_default_context(cafile=settings.upstream_ca)  # CERT_REQUIRED, check_hostname
+    # A00.FR.412/510: the CSMS certificate carries its FQDN in the CN, and the SAN dnsName SHOULD NOT be used
+    # (A00.FR.511 note) unless the CSMS is reached by several paths; so the CN must count when there is no SAN
+    # (with a SAN, RFC 6125 says the SAN alone decides). Set explicitly: it is not every Python's default.
+    context.hostname_checks_common_name = True
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
     if settings.upstream_cert is not None:
@@ -374,6 +382,24 @@ class Refusal:
 
 def _subject(cert: Mapping[str, Any], name: str) -> list[str]:
     return [value for rdn in cert.get("subject", ()) for key, value in rdn if key == name]
+
+
+_URL_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_DOMAIN_NAME: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?")
+
+
+def url_or_ip(name: str) -> bool:
+    """Whether a certificate CN is "in the format of a URL or an IP address" (A00.FR.511): an IPv4/IPv6 address
+    (bracketed or not), anything with a URL scheme or a path, or a domain name (dot-separated labels ending in an
+    alphabetic top-level label: the FQDN a CSMS certificate carries, A00.FR.510). Serial numbers such as
+    "SN-000123", "ACME.00042" or "DE*ABC*E1" are none of these."""
+    candidate = name.strip()
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(candidate.removeprefix("[").removesuffix("]"))
+        return True
+    if _URL_SCHEME.match(candidate) or "/" in candidate:
+        return True
+    return _DOMAIN_NAME.fullmatch(candidate) is not None
 
 
 def check_certificate(cert: Mapping[str, Any] | None, identity: str, listener: ListenerSettings,
@@ -397,6 +423,9 @@ def check_certificate(cert: Mapping[str, Any] | None, identity: str, listener: L
     names = _subject(cert, "commonName")
     if len(names) != 1:
         return Refusal(403, "client certificate needs exactly one CN (A00.FR.405)", "invalid_certificate")
+    if url_or_ip(names[0]):  # A00.FR.511: never a URL or IP address, even when it equals the identity
+        return Refusal(403, "client certificate CN is a URL, domain name or IP address, not a charger serial "
+                            "number (A00.FR.511)", "invalid_certificate")
     bound = listener.serial_identities.get(names[0], names[0])
     if not hmac.compare_digest(bound.encode(), identity.encode()):
         return Refusal(403, "client certificate CN is not bound to this identity (A00.FR.405)",

@@ -131,11 +131,42 @@ class Pki:
         return (ca or self.ca).issue_cert("charger.invalid", common_name=cn, organization_name=organization,
                                           not_before=not_before, not_after=not_after)
 
-    def client(self, cert: trustme.LeafCert | None = None, version: ssl.TLSVersion | None = None,
+    def forge(self, cn: str, organization: str | None = OPERATOR, key: Any = None, dns: list[str] | None = None,
+              serial: int | None = None) -> tuple[Path, Path]:
+        """A certificate signed by this CA, written with ``cryptography`` for what trustme cannot make (an
+        RSA-1024 key, no subjectAltName at all, a chosen serial number); (chain file, key file)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), None)
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        if organization is not None:
+            names.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        builder = (x509.CertificateBuilder().subject_name(x509.Name(names)).issuer_name(ca_cert.subject)
+                   .public_key(key.public_key()).serial_number(serial or x509.random_serial_number())
+                   .not_valid_before(days(-1)).not_valid_after(days(30))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+        if dns:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), False)
+        cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        stem = self.directory / f"forged-{cert.serial_number:x}"
+        chain, key_file = stem.with_suffix(".pem"), stem.with_suffix(".key")
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return chain, key_file
+
+    def client(self, cert: trustme.LeafCert | tuple[Path, Path] | None = None, version: ssl.TLSVersion | None = None,
                ciphers: str | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context()
         self.ca.configure_trust(context)
-        if cert is not None:
+        if isinstance(cert, tuple):
+            context.load_cert_chain(*cert)
+        elif cert is not None:
             cert.configure_cert(context)
         if version is not None:
             with warnings.catch_warnings():
@@ -423,6 +454,36 @@ async def test_profile_3_certificate_not_matching_is_403(sec, csms, case):
     assert csms.handshakes == []
 
 
+@pytest.mark.parametrize("case", ["IP-address", "domain-name"])
+async def test_profile_3_cn_in_url_or_ip_format_is_403_even_as_the_identity(sec, csms, case):
+    # A00.FR.511: a charger certificate's CN is its serial number, never a URL or an IP address, so that a
+    # certificate issued to a server (a CSMS's CN is its FQDN, A00.FR.510) cannot pass for a charger's.
+    identity = {"IP-address": f"10.{int(RUN) % 250}.0.7", "domain-name": f"csms-{RUN}.example.com"}[case]
+    response = await refused_with(sec.url(sec.p3, identity, tls=True),
+                                  ssl=sec.pki.client(sec.pki.charger_cert(identity)))
+    assert response.status_code == 403
+    assert "A00.FR.511" in json.loads(response.body)["error"]
+    await security_events(sec.process, "invalid_certificate", where=lambda line: line.get("identity") == identity)
+    assert csms.handshakes == []
+
+
+async def test_profile_3_rsa_1024_client_certificate_fails_tls(sec, csms):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    identity = fresh()
+    weak = sec.pki.forge(identity, key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    context = sec.pki.client()
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # this client is willing to use the weak key; the bridge is not
+    context.load_cert_chain(*weak)
+    with pytest.raises(TLS_FAILURES):  # A00.FR.501/502: below 112-bit security (OpenSSL security level 2)
+        async with connect(sec.url(sec.p3, identity, tls=True), subprotocols=[Subprotocol("ocpp1.6")],
+                           ssl=context, open_timeout=5) as ws:
+            await within(ws.recv())
+    await security_events(sec.process, "invalid_certificate",
+                          where=lambda line: "key too weak" in str(line.get("reason", "")))
+    assert csms.handshakes == []
+
+
 @pytest.mark.parametrize("case", ["untrusted-CA", "expired", "not-yet-valid", "no-certificate"])
 async def test_profile_3_untrusted_expired_or_missing_certificate_fails_tls(sec, csms, case):
     identity = fresh()
@@ -501,6 +562,30 @@ async def test_upstream_certificate_refused_is_502_never_plain_ws(bridge_factory
         assert response.status_code == 502
         await security_events(process, "invalid_csms_certificate")
         assert csms.handshakes == []  # no HTTP at all reached the CSMS: TLS failed, and no ws:// retry
+    finally:
+        await csms.stop()
+
+
+@pytest.mark.parametrize("case", ["CN-is-the-host", "CN-is-another-host"])
+async def test_upstream_csms_certificate_without_san_is_checked_by_its_cn(bridge_factory, tmp_path, case):
+    # A00.FR.412/510: the CSMS certificate's CN is its FQDN and its SAN dnsName SHOULD NOT be used (A00.FR.511
+    # note): the bridge (the CP toward the CSMS) must verify the CN when there is no SAN.
+    pki = Pki.make(tmp_path)
+    port = free_port()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*pki.forge("localhost" if case == "CN-is-the-host" else "csms.example.com", "CSMS Org"))
+    csms = await start_tls_csms(port, server)
+    try:
+        config = write_config(tmp_path / "bridge.toml", upstream_ca=str(pki.ca_file))
+        process = bridge_factory(upstream=f"wss://localhost:{port}/ocpp", args=["--config", str(config)])
+        identity = fresh()
+        if case == "CN-is-the-host":
+            async with charger(process.ws_url(identity), identity) as link:
+                await heartbeat(link)
+        else:
+            assert (await refused_with(process.ws_url(identity))).status_code == 502
+            await security_events(process, "invalid_csms_certificate")
+            assert csms.handshakes == []
     finally:
         await csms.stop()
 
