@@ -62,6 +62,9 @@ class ListenerSettings(BaseModel):
     tls_key: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Private key file(s), PEM, "
                                                      "in the order of tls_cert.")
     tls_ca: Path | None = Field(None, description="CA bundle client certificates must chain to (profile 3).")
+    tls_crl: Path | None = Field(None, description="Profile 3: PEM file of certificate revocation lists, one per CA "
+                                 "that issues charger certificates (A00.FR.704); a revoked client certificate "
+                                 "fails the TLS handshake. Re-read on SIGHUP.")
     tls_min_version: str = Field("1.2", description="Lowest TLS version: 1.2 or 1.3.")
     tls_ciphers: str = Field(OCPP_CIPHERS, description="OpenSSL cipher list for TLS 1.2.")
     tls_legacy_identities: Annotated[list[str], NoDecode] = Field(
@@ -125,15 +128,22 @@ class ListenerSettings(BaseModel):
         if self.profile == 3 and (self.tls_ca is None or not self.operator):
             raise ValueError("profile 3 needs tls_ca (the CA of the chargers' certificates) and operator (the O "
                              "their certificates must carry)")
+        if self.tls_crl is not None and self.profile != 3:
+            raise ValueError("tls_crl is for profile 3 (client certificates)")
         if self.profile in (1, 2) and self.auth == "local":
             from .io.security import load_credentials
 
             load_credentials(self)  # the hashes must be readable and well-formed now, not at the first charger
             if not (self.credentials or self.credentials_file):
                 raise ValueError('auth = "local" needs credentials or credentials_file (or auth = "forward")')
-        for path in (*self.tls_cert, *self.tls_key, *([self.tls_ca] if self.tls_ca else [])):
+        for path in (*self.tls_cert, *self.tls_key, *([self.tls_ca] if self.tls_ca else []),
+                     *([self.tls_crl] if self.tls_crl else [])):
             if not path.is_file():
                 raise ValueError(f"{path} is not a readable file")
+        if self.tls_crl is not None:
+            from .io.security import count_crls
+
+            count_crls(self.tls_crl)  # a file without a readable CRL would refuse every charger: say so now
         return self
 
     @property
@@ -155,7 +165,7 @@ class Settings(BaseSettings):
                         "this port answers only /healthz and /readyz (for probes).")
     listeners: list[ListenerSettings] = Field(
         default_factory=list, description="[[listeners]] tables, one OCPP security profile each (keys: address, "
-        "profile, tls_cert, tls_key, tls_ca, tls_min_version, tls_ciphers, tls_legacy_identities, auth, "
+        "profile, tls_cert, tls_key, tls_ca, tls_crl, tls_min_version, tls_ciphers, tls_legacy_identities, auth, "
         "credentials_file, credentials, operator, serial_identities, expired_certificates, expired_grace_days; "
         "see docs/security.md).")
     upstream: str = Field(description="CSMS base URL; the bridge opens URL/<identity> for each charger.")

@@ -347,11 +347,38 @@ def server_context(listener: ListenerSettings) -> ssl.SSLContext:
         assert listener.tls_ca is not None
         context.verify_mode = ssl.CERT_REQUIRED  # A00.FR.403: no certificate, or an untrusted one: no TLS at all
         context.load_verify_locations(cafile=listener.tls_ca)
+        _load_crls(context, listener)
         if listener.expired_certificates == "accept" or listener.expired_grace_days > 0:
             context.verify_flags |= _NO_CHECK_TIME
     context.sslobject_class = type("AuditedSSLObject", (_AuditedSSLObject,),
                                    {"listener": listener.address})
     return context
+
+
+def count_crls(path: Path) -> int:
+    """How many CRLs a ``tls_crl`` file holds (at least one, or ValueError naming the setting)."""
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        scratch.load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"tls_crl {path}: not a PEM file of CRLs ({getattr(exc, 'reason', None) or exc})") from None
+    crls = int(scratch.cert_store_stats()["crl"])
+    if crls == 0:
+        raise ValueError(f"tls_crl {path}: no certificate revocation list in it")
+    return crls
+
+
+def _load_crls(context: ssl.SSLContext, listener: ListenerSettings) -> None:
+    """A00.FR.704: check every client certificate against its CA's CRL in the TLS handshake.
+
+    CHECK_LEAF: the charger's certificate is looked up in the CRL of its issuer; an issuer without a CRL in the
+    file fails every certificate it issued (fail closed), as does a CRL past its nextUpdate. Loading again (SIGHUP)
+    adds the file's CRLs to the context's store: OpenSSL uses the most recent CRL of an issuer (the latest
+    thisUpdate), so a re-issued CRL takes over for the next handshakes without a restart."""
+    if listener.tls_crl is None:
+        return
+    context.load_verify_locations(cafile=listener.tls_crl)
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def upstream_context(settings: Settings) -> ssl.SSLContext | None:
@@ -466,14 +493,23 @@ class ListenerPolicy:
         return self.settings.profile
 
     def refresh(self, settings: ListenerSettings) -> bool:
-        """SIGHUP: new credentials, operator and CN map for this listener; False (nothing changed) when a
-        setting that shapes the socket or the TLS context changed, which needs a restart."""
-        fixed = ("address", "profile", "tls_cert", "tls_key", "tls_ca", "tls_min_version", "tls_ciphers",
-                 "tls_legacy_identities", "auth", "expired_certificates", "expired_grace_days")
+        """SIGHUP: new credentials, operator, CN map and CRLs (the same ``tls_crl`` file, re-read) for this
+        listener; False (nothing changed) when a setting that shapes the socket or the TLS context changed, which
+        needs a restart."""
+        fixed = ("address", "profile", "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_min_version",
+                 "tls_ciphers", "tls_legacy_identities", "auth", "expired_certificates", "expired_grace_days")
         if any(getattr(settings, name) != getattr(self.settings, name) for name in fixed):
             return False
         local = settings.profile in (1, 2) and settings.auth == "local"
         self.credentials = CredentialStore(load_credentials(settings)) if local else None
+        if self.context is not None and settings.tls_crl is not None:
+            try:
+                _load_crls(self.context, settings)
+            except (ssl.SSLError, OSError) as exc:  # the CRLs loaded before stay in force
+                event("crl_reload_failed", listener=self.name, reason=str(exc))
+            else:
+                telemetry.event("security.crl_loaded", listener=self.name,
+                                crls=self.context.cert_store_stats()["crl"])
         self.settings = settings
         return True
 

@@ -46,7 +46,7 @@ from .peers import Csms, Handshake, RawCharger16, charger, charger_with, now, wi
 
 OPERATOR = "TestCPO"
 RUN = f"{os.getpid() % 10000:04d}"
-POOL = [f"SEC{RUN}-{number}" for number in range(60)]
+POOL = [f"SEC{RUN}-{number}" for number in range(100)]
 PASSWORDS = {identity: f"pw-{identity}-0123456789abcdef" for identity in POOL}
 UPSTREAM_PASSWORD = "upstream-secret-9f8e7d6c5b4a"  # the bridge's own password at the CSMS for one charger
 TLS_FAILURES = (OSError, InvalidHandshake, EOFError, ConnectionClosed, TimeoutError)
@@ -159,6 +159,23 @@ class Pki:
         key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
         return chain, key_file
+
+    def crl(self, path: Path, revoked: list[int], issued_hours_ago: float) -> Path:
+        """A CRL of this CA revoking the given serial numbers, written to ``path`` (PEM)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), None)
+        issued = dt.datetime.now(dt.UTC) - dt.timedelta(hours=issued_hours_ago)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject).last_update(issued)
+                   .next_update(days(7)))
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(issued).build())
+        path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
+            serialization.Encoding.PEM))
+        return path
 
     def client(self, cert: trustme.LeafCert | tuple[Path, Path] | None = None, version: ssl.TLSVersion | None = None,
                ciphers: str | None = None) -> ssl.SSLContext:
@@ -517,6 +534,47 @@ async def test_expired_certificate_policy_accept_is_logged(bridge_factory, csms,
     context = pki.client(pki.charger_cert(identity, not_before=days(5), not_after=days(400)))
     response = await refused_with(f"wss://127.0.0.1:{port}/ocpp/{identity}", ssl=context)
     assert response.status_code == 403
+
+
+async def test_revoked_client_certificates_are_refused_and_a_new_crl_applies_after_sighup(bridge_factory, csms,
+                                                                                          tmp_path):
+    # A00.FR.704: the validity of a charger certificate is checked with the CA (here: its CRL); "the revocation
+    # of the certificate does not mean that the connection needs to be closed" (SWP Ed.3 §2.6.3).
+    pki = Pki.make(tmp_path)
+    port = free_port()
+    revoked, later = fresh(), fresh()
+    revoked_cert, later_cert = pki.forge(revoked, serial=0x5EC001), pki.forge(later, serial=0x5EC002)
+    crl = pki.crl(tmp_path / "chargers.crl", [0x5EC001], issued_hours_ago=2)
+    listener = pki.tls_listener(f"127.0.0.1:{port}", 3, tls_ca=str(pki.ca_file), operator=OPERATOR,
+                                tls_crl=str(crl))
+    config = write_config(tmp_path / "bridge.toml", [listener])
+    process = bridge_factory(args=["--config", str(config)])
+    url = f"wss://127.0.0.1:{port}/ocpp"
+    with pytest.raises(TLS_FAILURES):
+        async with connect(f"{url}/{revoked}", subprotocols=[Subprotocol("ocpp1.6")],
+                           ssl=pki.client(revoked_cert), open_timeout=5) as ws:
+            await within(ws.recv())  # TLS 1.3: the verdict on the client certificate may come after "connected"
+    await security_events(process, "invalid_certificate", where=lambda line: line.get("reason") ==
+                          "certificate revoked")
+    async with charger_with(f"{url}/{later}", later, ssl=pki.client(later_cert)) as link:
+        await heartbeat(link)  # not revoked (yet)
+        pki.crl(crl, [0x5EC001, 0x5EC002], issued_hours_ago=1)  # the CA re-issues its CRL
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGHUP)
+        await within(_logged(process, "security.crl_loaded"))
+        with pytest.raises(TLS_FAILURES):
+            async with connect(f"{url}/{later}", subprotocols=[Subprotocol("ocpp1.6")],
+                               ssl=pki.client(later_cert), open_timeout=5) as ws:
+                await within(ws.recv())
+        await heartbeat(link)  # the session opened before the revocation stays
+    assert len(csms.handshakes) == 1
+    assert len(await security_events(process, "invalid_certificate",
+                                     where=lambda line: line.get("reason") == "certificate revoked", count=2)) == 2
+
+
+async def _logged(process: BridgeProcess, event: str) -> None:
+    while not any(line.get("event") == event for line in process.log_lines()):
+        await asyncio.sleep(0.05)  # polling a log file; there is nothing to await
 
 
 async def test_tls_legacy_version_only_for_named_chargers(bridge_factory, csms, tmp_path):

@@ -7,6 +7,7 @@ import base64
 import logging
 import ssl
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,29 @@ def test_upstream_context_checks_the_csms_common_name_when_there_is_no_san() -> 
     context = security.upstream_context(Settings.model_construct(upstream="wss://csms.example.com/ocpp",
                                                                  upstream_ca=None, upstream_cert=None))
     assert context is not None and context.check_hostname and context.hostname_checks_common_name  # A00.FR.412
+
+
+def test_server_context_checks_the_crl_of_the_leaf(pem_files: tuple[trustme.CA, Path, Path, Path],
+                                                   tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    ca, cert, key, ca_file = pem_files
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    now = time.time()
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+           .last_update(datetime.fromtimestamp(now - 60, UTC)).next_update(datetime.fromtimestamp(now + 3600, UTC))
+           .sign(serialization.load_pem_private_key(ca.private_key_pem.bytes(), None), hashes.SHA256()))  # type: ignore[arg-type]
+    crl_file = tmp_path / "ca.crl"
+    crl_file.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    assert security.count_crls(crl_file) == 1
+    listener = ListenerSettings.model_validate({"address": "127.0.0.1:1", "profile": 3, "tls_cert": [str(cert)],
+                                                "tls_key": [str(key)], "tls_ca": str(ca_file), "operator": "CPO",
+                                                "tls_crl": str(crl_file)})
+    context = security.server_context(listener)
+    assert context.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF and context.cert_store_stats()["crl"] == 1
+    without = ListenerSettings.model_validate({**listener.model_dump(), "tls_crl": None})
+    assert not security.server_context(without).verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def test_legacy_tls_only_when_chargers_are_named(pem_files: tuple[trustme.CA, Path, Path, Path]) -> None:

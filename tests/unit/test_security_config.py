@@ -93,6 +93,12 @@ expired_certificates = "accept"
     ('profile = 1\nauth = "forward"\ncolour = "red"', "Extra inputs"),
     ('profile = 3\ntls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{ca}"\noperator = "X"\n'
      'expired_certificates = "sometimes"', "reject or accept"),
+    ('profile = 2\ntls_cert = "{cert}"\ntls_key = "{key}"\nauth = "forward"\ntls_crl = "{ca}"',
+     "tls_crl is for profile 3"),
+    ('profile = 3\ntls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{ca}"\noperator = "X"\ntls_crl = "{ca}"',
+     "tls_crl .*no certificate revocation list"),
+    ('profile = 3\ntls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{ca}"\noperator = "X"\n'
+     'tls_crl = "/nonexistent.crl"', "not a readable file"),
 ])
 def test_listener_mistakes_are_refused_with_a_message(tmp_path: Path, tls_files: dict[str, str], table: str,
                                                       message: str) -> None:
