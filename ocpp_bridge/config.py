@@ -223,6 +223,13 @@ class Settings(BaseSettings):
                                      "system's trust store. The hostname is always checked.")
     upstream_cert: Path | None = Field(None, description="The bridge's client certificate for the CSMS (PEM).")
     upstream_key: Path | None = Field(None, description="Private key of upstream_cert (PEM).")
+    upstream_client_certs_dir: Path | None = Field(
+        None, description="Directory of per-charger client certificates for the CSMS (wss://): <identity>.pem "
+                          "(chain) and <identity>.key, presented instead of upstream_cert for a charger the bridge "
+                          "authenticated itself (local credentials, profile 3). Files are re-read when they change.")
+    upstream_client_certs_cache: int = Field(1024, ge=1, description="Per-charger TLS contexts kept in memory "
+                                             "(LRU); each holds the CSMS trust store (small with upstream_ca, "
+                                             "~0.8 MiB with the system store).")
     upstream_credentials_file: Path | None = Field(
         None, description="TOML file of identity = \"password\": the Basic-auth password the bridge presents to the "
                           "CSMS for a charger it authenticated itself (local credentials, profile 3; 2.0.1 "
@@ -323,10 +330,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
+    @field_validator("upstream_client_certs_dir")
+    @classmethod
+    def _directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if (self.upstream_cert is None) != (self.upstream_key is None):
             raise ValueError("upstream_cert and upstream_key go together")
+        if self.upstream_client_certs_dir is not None and not self.upstream.startswith("wss://"):
+            raise ValueError("upstream_client_certs_dir needs a wss:// upstream (client certificates are TLS)")
         addresses = [self.listen_address, *(split_host_port(item.address) for item in self.listeners)]
         addresses = [address for address in addresses if address[1] != 0]  # port 0: any free port
         if len(set(addresses)) != len(addresses):

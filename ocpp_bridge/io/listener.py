@@ -58,7 +58,7 @@ from .limits import (
     networks,
 )
 from .runner import Core, RideThrough, SessionRunner, Tap
-from .upstream import UpstreamOptions, open_upstream
+from .upstream import UpstreamOptions, charger_certificates, open_upstream
 
 UNSUPPORTED_SUBPROTOCOL_CLOSE: Final = 1002  # protocol error: no OCPP version in common
 LISTEN_BACKLOG: Final = 4096
@@ -154,7 +154,7 @@ class Bridge:
         self.replacements.reconfigure(settings.replacements_per_minute / 60, settings.replacements_per_minute)
         self.upstream_options = UpstreamOptions(security.upstream_context(settings), settings.max_message_size,
                                                 settings.write_limit, settings.ping_interval, settings.ping_timeout,
-                                                settings.close_timeout)
+                                                settings.close_timeout, charger_certificates(settings))
         self.upstream_credentials = security.load_upstream_credentials(settings.upstream_credentials_file)
 
     async def start(self) -> None:
@@ -333,7 +333,8 @@ class Bridge:
                     self._replacement_allowed(identity, ip)
                     prepared = _Prepared(identity, choice.version, authorization=authorization, handover=True)
                 else:
-                    prepared = await self._open_upstream(identity, choice.version, choice.offered_2x, authorization)
+                    prepared = await self._open_upstream(identity, choice.version, choice.offered_2x, authorization,
+                                                         verdict.authenticated)
                     if live:
                         try:
                             self._replacement_allowed(identity, ip)
@@ -403,10 +404,10 @@ class Bridge:
         return verdict.forward_authorization
 
     async def _open_upstream(self, identity: str, version: Version, offered_2x: tuple[str, ...],
-                             authorization: str | None) -> _Prepared:
+                             authorization: str | None, authenticated: bool = False) -> _Prepared:
         protocols = self.settings.upstream_protocols if version is Version.V16 else list(offered_2x)
         upstream = await open_upstream(self.settings.upstream, identity, protocols, authorization,
-                                       self.settings.open_timeout, self.upstream_options)
+                                       self.settings.open_timeout, self.upstream_options, authenticated)
         negotiated = Version.from_subprotocol(upstream.subprotocol)
         if negotiated is None or negotiated.value not in protocols:
             await upstream.close(1002, "no common subprotocol")
@@ -483,7 +484,7 @@ class Bridge:
             try:
                 offered = (prepared.charger_version.value,)
                 opened = await self._open_upstream(identity, prepared.charger_version, offered,
-                                                   prepared.authorization)
+                                                   prepared.authorization, prepared.authenticated)
                 prepared.upstream, prepared.upstream_version = opened.upstream, opened.upstream_version
                 prepared.owner = f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
                 await self.store.claim(identity, prepared.owner)
@@ -529,7 +530,7 @@ class Bridge:
             authorization = security.basic_authorization(identity, password) if password is not None \
                 else prepared.authorization
             upstream = await open_upstream(self.settings.upstream, identity, protocols, authorization,
-                                           self.settings.open_timeout, self.upstream_options)
+                                           self.settings.open_timeout, self.upstream_options, prepared.authenticated)
             if upstream.subprotocol != protocols[0]:  # the session's schemas are fixed: no other version
                 await upstream.close(1002, "no common subprotocol")
                 raise HandshakeRefused(502, f"CSMS agreed to {upstream.subprotocol!r}, not {protocols[0]}")

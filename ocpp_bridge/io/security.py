@@ -381,8 +381,9 @@ def _load_crls(context: ssl.SSLContext, listener: ListenerSettings) -> None:
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
-def upstream_context(settings: Settings) -> ssl.SSLContext | None:
-    """wss:// toward the CSMS: certificate and hostname always verified; never a fall-back to ws://."""
+def upstream_context(settings: Settings, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext | None:
+    """wss:// toward the CSMS: certificate and hostname always verified; never a fall-back to ws://. The bridge's
+    client certificate: ``cert``/``key`` (one charger's) or else the deployment's ``upstream_cert``."""
     if not settings.upstream.startswith("wss://"):
         return None
     context = ssl.create_default_context(cafile=settings.upstream_ca)  # CERT_REQUIRED, check_hostname
@@ -392,7 +393,9 @@ def upstream_context(settings: Settings) -> ssl.SSLContext | None:
     context.hostname_checks_common_name = True
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
-    if settings.upstream_cert is not None:
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    elif settings.upstream_cert is not None:
         context.load_cert_chain(settings.upstream_cert, settings.upstream_key)
     return context
 

@@ -287,12 +287,19 @@ async def security_events(process: BridgeProcess, kind: str, count: int = 1, tim
         await asyncio.sleep(0.05)  # polling a log file; there is nothing to await
 
 
-async def start_tls_csms(port: int, context: ssl.SSLContext) -> Csms:
-    """The recording CSMS, over TLS."""
+async def start_tls_csms(port: int, context: ssl.SSLContext,
+                         on_connect: Callable[[Any], None] | None = None) -> Csms:
+    """The recording CSMS, over TLS; ``on_connect`` sees each accepted connection first."""
     from websockets.asyncio.server import serve
 
     csms = Csms(port)
-    csms.server = await serve(csms._handle, "127.0.0.1", port, subprotocols=[Subprotocol("ocpp2.0.1")],
+
+    async def handle(connection: Any) -> None:
+        if on_connect is not None:
+            on_connect(connection)
+        await csms._handle(connection)
+
+    csms.server = await serve(handle, "127.0.0.1", port, subprotocols=[Subprotocol("ocpp2.0.1")],
                               process_request=csms._process_request, ssl=context)
     return csms
 
@@ -669,6 +676,60 @@ async def test_upstream_wss_with_verified_certificate_and_client_certificate(bri
             await heartbeat(link)
         peer = csms.connections[identity].transport.get_extra_info("peercert")
         assert dict(item[0] for item in peer["subject"])["commonName"] == "bridge"
+    finally:
+        await csms.stop()
+
+
+async def test_per_charger_upstream_client_certificates(bridge_factory, tmp_path):
+    # Issue 5: the bridge's own client certificate toward the CSMS, per deployment or per charger. The mutual-TLS
+    # CSMS reads which certificate it got on each connection.
+    pki = Pki.make(tmp_path)
+    port, local_port, forward_port = free_port(), free_port(), free_port()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pki.ca.issue_cert("localhost").configure_cert(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    pki.ca.configure_trust(server)
+
+    def write(leaf: trustme.LeafCert, chain: Path, key: Path) -> None:
+        chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+
+    own, other = fresh(), fresh()
+    certs = tmp_path / "upstream-certs"
+    certs.mkdir()
+    write(pki.ca.issue_cert("bridge.invalid", common_name=f"bridge-for-{own}"), certs / f"{own}.pem",
+          certs / f"{own}.key")
+    write(pki.ca.issue_cert("bridge.invalid", common_name="bridge"), tmp_path / "bridge.pem", tmp_path / "bridge.key")
+    credentials = write_credentials(tmp_path / "credentials.toml", {i: PASSWORDS[i] for i in (own, other)})
+    seen: list[tuple[str, str]] = []  # (identity, CN of the client certificate the CSMS got)
+
+    def record(connection: Any) -> None:
+        peer = connection.transport.get_extra_info("peercert")
+        seen.append((connection.request.path.rsplit("/", 1)[-1], dict(i[0] for i in peer["subject"])["commonName"]))
+
+    csms = await start_tls_csms(port, server, record)
+    try:
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [{"address": f"127.0.0.1:{local_port}", "profile": 1, "credentials_file": str(credentials)},
+             {"address": f"127.0.0.1:{forward_port}", "profile": 1, "auth": "forward"}],
+            upstream_ca=str(pki.ca_file), upstream_cert=str(tmp_path / "bridge.pem"),
+            upstream_key=str(tmp_path / "bridge.key"), upstream_client_certs_dir=str(certs))
+        process = bridge_factory(upstream=f"wss://localhost:{port}/ocpp", args=["--config", str(config)])
+        for identity, listener in ((own, local_port), (other, local_port), (own, forward_port)):
+            async with charger(f"ws://127.0.0.1:{listener}/ocpp/{identity}", identity,
+                               headers=good(identity)) as link:
+                await heartbeat(link)
+        assert seen == [(own, f"bridge-for-{own}"),  # authenticated by the bridge: its own certificate
+                        (other, "bridge"),  # no files of its own: the deployment's
+                        (own, "bridge")]  # through a forward listener only the CSMS can vouch for it
+        # Renewed on disk: the next connection presents the new certificate, without a restart.
+        write(pki.ca.issue_cert("bridge.invalid", common_name=f"renewed-{own}"), certs / f"{own}.pem",
+              certs / f"{own}.key")
+        async with charger(f"ws://127.0.0.1:{local_port}/ocpp/{own}", own, headers=good(own)) as link:
+            await heartbeat(link)
+        assert seen[-1] == (own, f"renewed-{own}")
+        assert process.alive()
     finally:
         await csms.stop()
 

@@ -181,5 +181,6 @@ def test_docs_security_names_every_listener_key_and_security_setting() -> None:
                  "handshake_burst_per_ip", "per_ip_exempt", "handshake_timeout", "ping_interval", "ping_timeout",
                  "close_timeout", "write_limit", "auth_failure_delay", "auth_failure_delay_max", "duplicate_policy",
                  "replacements_per_minute", "upstream_ca", "upstream_cert", "upstream_key",
-                 "upstream_credentials_file", "csms_frame_rate", "csms_frame_burst", "csms_frame_rate_close_after"):
+                 "upstream_credentials_file", "csms_frame_rate", "csms_frame_burst", "csms_frame_rate_close_after",
+                 "upstream_client_certs_dir", "upstream_client_certs_cache"):
         assert f"`{name}`" in text, name
