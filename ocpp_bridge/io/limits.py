@@ -169,6 +169,11 @@ def _parse_small(frame: str) -> tuple[int | None, str | None]:
 
 
 REFUSAL_BACKLOG: Final = 64 * 1024  # bytes waiting for a peer above which refusals to it are dropped
+# After each refused frame the peer's reader waits this long: read-side back-pressure. websockets' bounded
+# message queue then fills, it stops reading the socket, and TCP flow control slows the flooder to ~1000 frames/s,
+# so a sustained flood costs the bridge a few % of a core instead of most of one (benchmarks/flood_latency.py).
+# Enough refusals still arrive to reach the default close_after (1000 in 10 s) in about a second.
+REFUSAL_PAUSE: Final = 0.001
 FLOOD_CLOSE_CODE: Final = 1008  # policy violation (RFC 6455 §7.4.1)
 
 
@@ -180,8 +185,9 @@ class FrameGate:
     read its answers must not stall this reader, and so the count towards 1008, by filling the write buffer;
     its refusals are then dropped); results are dropped. A peer that keeps flooding is closed with 1008 in the
     background while the reader keeps draining (and dropping) what it had sent before our close frame, or the
-    closing handshake would time out. ``connection`` may change (an upstream reconnect): a new connection
-    starts with a full bucket and a clean count.
+    closing handshake would time out. A refused frame is followed by a short pause of this reader
+    (``REFUSAL_PAUSE``): the flooder is read no faster than it can be refused. ``connection`` may change (an
+    upstream reconnect): a new connection starts with a full bucket and a clean count.
     """
 
     __slots__ = ("_closing", "_connection", "clock", "limiter", "on_refused", "policy")
@@ -214,6 +220,7 @@ class FrameGate:
         answer = refusal_for(message)
         if answer is not None and connection.transport.get_write_buffer_size() < REFUSAL_BACKLOG:
             await connection.send(answer)
+        await asyncio.sleep(REFUSAL_PAUSE)
         return False
 
 
