@@ -168,11 +168,12 @@ def _parse_small(frame: str) -> tuple[int | None, str | None]:
     return value[0], unique_id
 
 
-REFUSAL_BACKLOG: Final = 64 * 1024  # bytes waiting for a peer above which refusals to it are dropped
 # After each refused frame the peer's reader waits this long: read-side back-pressure. websockets' bounded
-# message queue then fills, it stops reading the socket, and TCP flow control slows the flooder to ~1000 frames/s,
-# so a sustained flood costs the bridge a few % of a core instead of most of one (benchmarks/flood_latency.py).
-# Enough refusals still arrive to reach the default close_after (1000 in 10 s) in about a second.
+# message queue then fills, it stops reading the socket, and TCP flow control slows the flooder to about 1000
+# refused frames/s. Measured (benchmarks/flood_latency.py, 2 cores): the bridge's CPU for a sustained 8.4k
+# frames/s flood stays about the same (~17% of a core), but the refusals no longer come in bursts of hundreds
+# that other sessions wait behind: the quiet charger's heartbeat p50 went from 1.5-2.7x its idle value to below
+# it. Enough refusals still arrive to reach the default close_after (1000 in 10 s) in about a second.
 REFUSAL_PAUSE: Final = 0.001
 FLOOD_CLOSE_CODE: Final = 1008  # policy violation (RFC 6455 §7.4.1)
 
@@ -182,8 +183,9 @@ class FrameGate:
 
     ``admit`` says whether a frame may go on (into the session). A frame over the limit is refused: a readable
     CALL gets CALLERROR GenericError back on the connection it came from, best effort (a flooder that does not
-    read its answers must not stall this reader, and so the count towards 1008, by filling the write buffer;
-    its refusals are then dropped); results are dropped. A peer that keeps flooding is closed with 1008 in the
+    read its answers must not stall this reader, and so the count towards 1008: a refusal that would not fit
+    below the write buffer's high-water mark, where ``send`` would wait for the peer, is dropped); results are
+    dropped. A peer that keeps flooding is closed with 1008 in the
     background while the reader keeps draining (and dropping) what it had sent before our close frame, or the
     closing handshake would time out. A refused frame is followed by a short pause of this reader
     (``REFUSAL_PAUSE``): the flooder is read no faster than it can be refused. ``connection`` may change (an
@@ -200,6 +202,11 @@ class FrameGate:
         self.limiter = FrameLimiter(policy, clock())
         self._connection: Connection | None = None
         self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def closing(self) -> bool:
+        """The current connection is being closed (1008) for flooding."""
+        return self._closing is not None
 
     async def admit(self, connection: Connection, message: str | bytes) -> bool:
         now = self.clock()
@@ -218,10 +225,17 @@ class FrameGate:
             self._closing = asyncio.create_task(connection.close(FLOOD_CLOSE_CODE, "frame rate limit exceeded"))
             return False
         answer = refusal_for(message)
-        if answer is not None and connection.transport.get_write_buffer_size() < REFUSAL_BACKLOG:
+        if answer is not None and _room_for(connection, len(answer)):
             await connection.send(answer)
         await asyncio.sleep(REFUSAL_PAUSE)
         return False
+
+
+def _room_for(connection: Connection, size: int) -> bool:
+    """Whether ``size`` more bytes fit below the write buffer's high-water mark (``write_limit``): only then does
+    ``send`` return without waiting for the peer to read, which a flooder may never do."""
+    transport = connection.transport
+    return bool(transport.get_write_buffer_size() + size + 16 < transport.get_write_buffer_limits()[1])
 
 
 # --- connections -------------------------------------------------------------------------------------------

@@ -157,7 +157,10 @@ class SessionRunner:
                 pass
             self.csms = None
             if self.ride_through is None:
-                await self._inbox.put(_Closed("csms", connection.close_code, connection.close_reason or ""))
+                # The bridge closed a flooding CSMS (1008): the charger did nothing wrong, it is told 1001.
+                flooded = self.csms_frames is not None and self.csms_frames.closing
+                await self._inbox.put(_Closed("csms", 1001 if flooded else connection.close_code,
+                                              connection.close_reason or ""))
                 return
             telemetry.event("upstream.closed", identity=self.identity, code=connection.close_code)
             await self._inbox.put(UpstreamLost(time.time()))

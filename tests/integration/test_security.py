@@ -1157,6 +1157,43 @@ async def test_a_flooding_csms_is_refused_and_closed_while_another_session_is_se
         await csms.stop()
 
 
+async def test_a_2x_chargers_flooding_csms_is_closed_and_the_charger_told_1001(bridge_factory, new_identity):
+    # A 2.x session passes through without ride-through: the bridge closes the flooding CSMS link (1008) and
+    # then the charger, which did nothing wrong, with 1001 (going away); it reconnects by itself.
+    flooded = new_identity()
+    csms = await HostileCsms(free_port(), {flooded}).start()
+    process = bridge_factory(upstream=f"ws://127.0.0.1:{csms.port}/ocpp",
+                             env={"OCPP_BRIDGE_CSMS_FRAME_RATE": "5", "OCPP_BRIDGE_CSMS_FRAME_BURST": "10",
+                                  "OCPP_BRIDGE_CSMS_FRAME_RATE_CLOSE_AFTER": "50"})
+    try:
+        async with connect(process.ws_url(flooded), subprotocols=[Subprotocol("ocpp2.0.1")]) as ws:
+            hostile = await within(csms.links.get())
+            received = []
+
+            async def drain() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    async for text in ws:
+                        received.append(json.loads(text))
+
+            async def ignore_refusals() -> None:  # read, or the bridge's close frame is never read either
+                with contextlib.suppress(ConnectionClosed):
+                    async for _ in hostile:
+                        pass
+
+            reader, ignoring = asyncio.create_task(drain()), asyncio.create_task(ignore_refusals())
+            with contextlib.suppress(ConnectionClosed):
+                for number in range(2000):
+                    await hostile.send(json.dumps([2, f"z{number}", "ClearCache", {}]))
+            await within(hostile.wait_closed(), 10)
+            assert hostile.close_code == 1008
+            await within(reader, 10)
+            ignoring.cancel()
+            assert ws.close_code == 1001
+            assert len(received) <= 20  # the burst and the rate, never the flood
+    finally:
+        await csms.stop()
+
+
 # --- connections and handshakes -----------------------------------------------------------------------------------
 
 

@@ -87,6 +87,9 @@ class _Peer:
     def get_write_buffer_size(self) -> int:
         return self.backlog
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 8192, 32768
+
     async def send(self, text: str) -> None:
         self.sent.append(text)
 
@@ -104,18 +107,19 @@ async def test_frame_gate_refuses_answers_closes_and_starts_afresh_on_a_new_conn
     assert admitted == [True, True, False, False, False, False]
     assert [json.loads(text)[1] for text in peer.sent] == ["c2", "c3"]  # each refused CALL, by its own id
     await asyncio.sleep(0)  # the 1008 close runs in the background
-    assert peer.closed == [1008]
+    assert peer.closed == [1008] and gate.closing
     assert verdicts == [FrameVerdict.REFUSE, FrameVerdict.REFUSE, FrameVerdict.CLOSE]
     assert not await gate.admit(peer, frames[0])  # closing: nothing more passes, nothing more is counted
     assert len(verdicts) == 3
     again: Any = _Peer()  # the upstream link was opened again: a full bucket and a clean count
     assert await gate.admit(again, frames[0]) and await gate.admit(again, frames[1])
+    assert not gate.closing
     assert not await gate.admit(again, frames[2]) and again.closed == []
 
 
 async def test_frame_gate_drops_refusals_a_flooder_does_not_read() -> None:
     gate = FrameGate(FramePolicy(rate=0.001, burst=0.0, close_after=0), lambda verdict: None, Clock())
-    peer: Any = _Peer(backlog=1 << 20)
+    peer: Any = _Peer(backlog=32768 - 40)  # a refusal would not fit below write_limit
     assert not await gate.admit(peer, '[2,"a","Heartbeat",{}]')
     assert peer.sent == [] and peer.closed == []
 
