@@ -143,6 +143,9 @@ class ListenerSettings(BaseModel):
     tls_key: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Private key file(s), PEM, "
                                                      "in the order of tls_cert.")
     tls_ca: Path | None = Field(None, description="CA bundle client certificates must chain to (profile 3).")
+    tls_crl: Path | None = Field(None, description="Profile 3: PEM file of certificate revocation lists, one per CA "
+                                 "that issues charger certificates (A00.FR.704); a revoked client certificate "
+                                 "fails the TLS handshake. Re-read on SIGHUP.")
     tls_min_version: str = Field("1.2", description="Lowest TLS version: 1.2 or 1.3.")
     tls_ciphers: str = Field(OCPP_CIPHERS, description="OpenSSL cipher list for TLS 1.2.")
     tls_legacy_identities: Annotated[list[str], NoDecode] = Field(
@@ -206,15 +209,22 @@ class ListenerSettings(BaseModel):
         if self.profile == 3 and (self.tls_ca is None or not self.operator):
             raise ValueError("profile 3 needs tls_ca (the CA of the chargers' certificates) and operator (the O "
                              "their certificates must carry)")
+        if self.tls_crl is not None and self.profile != 3:
+            raise ValueError("tls_crl is for profile 3 (client certificates)")
         if self.profile in (1, 2) and self.auth == "local":
             from .io.security import load_credentials
 
             load_credentials(self)  # the hashes must be readable and well-formed now, not at the first charger
             if not (self.credentials or self.credentials_file):
                 raise ValueError('auth = "local" needs credentials or credentials_file (or auth = "forward")')
-        for path in (*self.tls_cert, *self.tls_key, *([self.tls_ca] if self.tls_ca else [])):
+        for path in (*self.tls_cert, *self.tls_key, *([self.tls_ca] if self.tls_ca else []),
+                     *([self.tls_crl] if self.tls_crl else [])):
             if not path.is_file():
                 raise ValueError(f"{path} is not a readable file")
+        if self.tls_crl is not None:
+            from .io.security import count_crls
+
+            count_crls(self.tls_crl)  # a file without a readable CRL would refuse every charger: say so now
         return self
 
     @property
@@ -236,7 +246,7 @@ class Settings(BaseSettings):
                         "this port answers only /healthz and /readyz (for probes).")
     listeners: list[ListenerSettings] = Field(
         default_factory=list, description="[[listeners]] tables, one OCPP security profile each (keys: address, "
-        "profile, tls_cert, tls_key, tls_ca, tls_min_version, tls_ciphers, tls_legacy_identities, auth, "
+        "profile, tls_cert, tls_key, tls_ca, tls_crl, tls_min_version, tls_ciphers, tls_legacy_identities, auth, "
         "credentials_file, credentials, operator, serial_identities, expired_certificates, expired_grace_days; "
         "see docs/security.md).")
     upstream: str = Field(description="CSMS base URL; the bridge opens URL/<identity> for each charger.")
@@ -308,6 +318,13 @@ class Settings(BaseSettings):
                                      "system's trust store. The hostname is always checked.")
     upstream_cert: Path | None = Field(None, description="The bridge's client certificate for the CSMS (PEM).")
     upstream_key: Path | None = Field(None, description="Private key of upstream_cert (PEM).")
+    upstream_client_certs_dir: Path | None = Field(
+        None, description="Directory of per-charger client certificates for the CSMS (wss://): <identity>.pem "
+                          "(chain) and <identity>.key, presented instead of upstream_cert for a charger the bridge "
+                          "authenticated itself (local credentials, profile 3). Files are re-read when they change.")
+    upstream_client_certs_cache: int = Field(1024, ge=1, description="Per-charger TLS contexts kept in memory "
+                                             "(LRU); each holds the CSMS trust store (small with upstream_ca, "
+                                             "~0.8 MiB with the system store).")
     upstream_credentials_file: Path | None = Field(
         None, description="TOML file of identity = \"password\": the Basic-auth password the bridge presents to the "
                           "CSMS for a charger it authenticated itself (local credentials, profile 3; 2.0.1 "
@@ -326,6 +343,13 @@ class Settings(BaseSettings):
     frame_burst: int = Field(200, ge=1, description="Frames a charger may send at once above frame_rate.")
     frame_rate_close_after: int = Field(1000, ge=0, description="Refused frames within 10 s after which the "
                                         "charger is closed with 1008 (0: never close).")
+    csms_frame_rate: float = Field(100.0, gt=0, description="Frames per second from the CSMS per charger "
+                                   "connection (token bucket, live-reloadable); excess CALLs get CALLERROR "
+                                   "GenericError back and never reach the charger.")
+    csms_frame_burst: int = Field(200, ge=1, description="Frames the CSMS may send at once above csms_frame_rate.")
+    csms_frame_rate_close_after: int = Field(1000, ge=0, description="Refused CSMS frames within 10 s after which "
+                                             "that upstream connection is closed with 1008 and opened again "
+                                             "(0: never close).")
     max_connections: int = Field(10_000, ge=1, description="Open connections, all listeners together; more are "
                                  "closed at accept.")
     max_connections_per_ip: int = Field(1000, ge=1, description="Open connections per source IP.")
@@ -460,10 +484,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
+    @field_validator("upstream_client_certs_dir")
+    @classmethod
+    def _directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if (self.upstream_cert is None) != (self.upstream_key is None):
             raise ValueError("upstream_cert and upstream_key go together")
+        if self.upstream_client_certs_dir is not None and not self.upstream.startswith("wss://"):
+            raise ValueError("upstream_client_certs_dir needs a wss:// upstream (client certificates are TLS)")
         addresses = [self.listen_address, *(split_host_port(item.address) for item in self.listeners)]
         addresses = [address for address in addresses if address[1] != 0]  # port 0: any free port
         if len(set(addresses)) != len(addresses):

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -57,7 +56,6 @@ from .limits import (
     AuthThrottle,
     ConnectionGuard,
     ConnectionPolicy,
-    FrameLimiter,
     FramePolicy,
     KeyedBuckets,
     listening_socket,
@@ -65,7 +63,7 @@ from .limits import (
 )
 from .routing import Routing
 from .runner import Core, RideThrough, RoutedLinks, SessionRunner, Tap
-from .upstream import UpstreamOptions, open_upstream
+from .upstream import UpstreamOptions, charger_certificates, open_upstream
 
 UNSUPPORTED_SUBPROTOCOL_CLOSE: Final = 1002  # protocol error: no OCPP version in common
 LISTEN_BACKLOG: Final = 4096
@@ -142,6 +140,7 @@ class Bridge:
     flags: dict[str, object] = field(default_factory=dict)  # the command-line values, kept for SIGHUP reloads
     guard: ConnectionGuard = field(init=False)
     frame_policy: FramePolicy = field(init=False)
+    csms_frame_policy: FramePolicy = field(init=False)
     throttle: AuthThrottle = field(init=False)
     replacements: KeyedBuckets = field(init=False)
     upstream_options: UpstreamOptions = field(init=False)
@@ -155,6 +154,7 @@ class Bridge:
         self.routing = Routing(self.settings, self.sessions)
         self.guard = ConnectionGuard(on_refused=_connection_refused)
         self.frame_policy = FramePolicy()
+        self.csms_frame_policy = FramePolicy()
         self.throttle = AuthThrottle()
         self.replacements = KeyedBuckets(1.0, 1.0)
         self._apply_limits(self.settings)
@@ -167,11 +167,14 @@ class Bridge:
         self.frame_policy.rate = settings.frame_rate
         self.frame_policy.burst = float(settings.frame_burst)
         self.frame_policy.close_after = settings.frame_rate_close_after
+        self.csms_frame_policy.rate = settings.csms_frame_rate
+        self.csms_frame_policy.burst = float(settings.csms_frame_burst)
+        self.csms_frame_policy.close_after = settings.csms_frame_rate_close_after
         self.throttle.base, self.throttle.ceiling = settings.auth_failure_delay, settings.auth_failure_delay_max
         self.replacements.reconfigure(settings.replacements_per_minute / 60, settings.replacements_per_minute)
         self.upstream_options = UpstreamOptions(security.upstream_context(settings), settings.max_message_size,
                                                 settings.write_limit, settings.ping_interval, settings.ping_timeout,
-                                                settings.close_timeout)
+                                                settings.close_timeout, charger_certificates(settings))
         self.upstream_credentials = security.load_upstream_credentials(settings.upstream_credentials_file)
 
     async def start(self) -> None:
@@ -365,7 +368,8 @@ class Bridge:
                     self._replacement_allowed(identity, ip)
                     prepared = _Prepared(identity, choice.version, authorization=authorization, handover=True)
                 else:
-                    prepared = await self._open_upstream(identity, choice.version, choice.offered_2x, authorization)
+                    prepared = await self._open_upstream(identity, choice.version, choice.offered_2x, authorization,
+                                                         verdict.authenticated)
                     if live:
                         try:
                             self._replacement_allowed(identity, ip)
@@ -433,7 +437,7 @@ class Bridge:
         return verdict.forward_authorization
 
     async def _open_upstream(self, identity: str, version: Version, offered_2x: tuple[str, ...],
-                             authorization: str | None) -> _Prepared:
+                             authorization: str | None, authenticated: bool = False) -> _Prepared:
         """Open what answers for the charger, during its handshake: the CSMS, or the old 1.6 central system when
         the charger's route puts that in charge (issue 8; the other side is opened by the session itself)."""
         route = self.routing.route_for(identity)
@@ -441,11 +445,11 @@ class Bridge:
         if prepared.routed and route.mode != "translate":
             assert route.legacy is not None
             prepared.legacy = await self._open_link(identity, route.legacy.url, [route.legacy.protocols[0]],
-                                                    authorization)
+                                                    authorization, authenticated)
             prepared.upstream_version = Version(route.upstream.protocols[0])  # opened by the session later
             return prepared
         protocols = list(route.upstream.protocols) if version is Version.V16 else list(offered_2x)
-        upstream = await self._open_link(identity, route.upstream.url, protocols, authorization)
+        upstream = await self._open_link(identity, route.upstream.url, protocols, authorization, authenticated)
         negotiated = Version.from_subprotocol(upstream.subprotocol)
         assert negotiated is not None
         prepared.upstream, prepared.upstream_version = upstream, negotiated
@@ -453,11 +457,11 @@ class Bridge:
             prepared.charger_version = negotiated
         return prepared
 
-    async def _open_link(self, identity: str, url: str, protocols: list[str],
-                         authorization: str | None) -> ClientConnection:
+    async def _open_link(self, identity: str, url: str, protocols: list[str], authorization: str | None,
+                         authenticated: bool) -> ClientConnection:
         """Open ``url/<identity>`` offering ``protocols``; a central system that picks none of them is 502."""
         upstream = await open_upstream(url, identity, protocols, authorization, self.settings.open_timeout,
-                                       self.upstream_options)
+                                       self.upstream_options, authenticated)
         negotiated = Version.from_subprotocol(upstream.subprotocol)
         if negotiated is None or negotiated.value not in protocols:
             await upstream.close(1002, "no common subprotocol")
@@ -520,7 +524,8 @@ class Bridge:
         routed = self._routed_links(prepared)
         runner = SessionRunner(prepared.identity, self._core(prepared), connection, prepared.upstream, self.store,
                                self.tap, None if routed else self._ride_through(prepared),
-                               FrameLimiter(self.frame_policy, time.monotonic()), routed)
+                               security.frame_gate(self.frame_policy, prepared.identity, "charger"),
+                               security.frame_gate(self.csms_frame_policy, prepared.identity, "csms"), routed)
         self.sessions[prepared.identity] = runner
         return runner
 
@@ -536,7 +541,7 @@ class Bridge:
             try:
                 offered = (prepared.charger_version.value,)
                 opened = await self._open_upstream(identity, prepared.charger_version, offered,
-                                                   prepared.authorization)
+                                                   prepared.authorization, prepared.authenticated)
                 prepared.upstream, prepared.upstream_version = opened.upstream, opened.upstream_version
                 prepared.legacy, prepared.route = opened.legacy, opened.route
                 prepared.owner = f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
@@ -586,7 +591,7 @@ class Bridge:
             authorization = security.basic_authorization(identity, password) if password is not None \
                 else prepared.authorization
             upstream = await open_upstream(url, identity, [protocol], authorization, self.settings.open_timeout,
-                                           self.upstream_options)
+                                           self.upstream_options, prepared.authenticated)
             if upstream.subprotocol != protocol:  # the session's schemas are fixed: no other version
                 await upstream.close(1002, "no common subprotocol")
                 raise HandshakeRefused(502, f"CSMS agreed to {upstream.subprotocol!r}, not {protocol}")
@@ -603,7 +608,8 @@ class Bridge:
                    "legacy": self._reopener(prepared, route.legacy.url, route.legacy.protocols[0])}
         opened = {name: link for name, link in (("csms", prepared.upstream), ("legacy", prepared.legacy))
                   if link is not None}
-        return RoutedLinks(openers, opened, self.settings.reconnect_min, self.settings.reconnect_max)
+        return RoutedLinks(openers, opened, self.settings.reconnect_min, self.settings.reconnect_max,
+                           security.frame_gate(self.csms_frame_policy, prepared.identity, "legacy"))
 
     def _core(self, prepared: _Prepared) -> Core:
         assert prepared.upstream_version is not None and prepared.charger_version is not None

@@ -12,9 +12,10 @@ reconnects with capped exponential back-off and jitter, so a CSMS restart does n
 the same second. When the store refuses a write, no answer of that event that depended on it reaches the
 charger as a success: it gets CALLERROR InternalError (and retries), and the core writes the records again.
 
-Frames from the charger pass the session's token bucket (issue 5) before anything else sees them: the excess is
-answered with CALLERROR GenericError (its message id if readable, "-1" otherwise) and never reaches the core or
-the CSMS; a charger that keeps flooding is closed with 1008.
+Frames from the charger, and frames from the CSMS, pass the session's token bucket for that side (issue 5)
+before anything else sees them: the excess is answered with CALLERROR GenericError (its message id if readable,
+"-1" otherwise) and never reaches the core or the other side; a peer that keeps flooding is closed with 1008 (a
+CSMS link closed so is then reconnected like any lost upstream).
 """
 
 from __future__ import annotations
@@ -59,10 +60,9 @@ from ..core.events import (
 from ..store import StateStore, StoreError
 from . import security
 from .handshake import HandshakeRefused
-from .limits import FrameLimiter, FrameVerdict, refusal_for
+from .limits import FrameGate
 
 INBOX_SIZE: Final = 64
-REFUSAL_BACKLOG: Final = 64 * 1024  # bytes waiting for a charger above which rate-limit refusals are dropped
 # Close codes an upstream closure may hand on to the charger unchanged (RFC 6455 §7.4.1); others become 1001.
 _RELAYED_CLOSE_CODES: Final = frozenset({1000, 1001, 1008, 1011, 1012, 1013})
 
@@ -117,6 +117,7 @@ class RoutedLinks:
     open: Mapping[str, Connection]
     backoff_min: float = 1.0
     backoff_max: float = 60.0
+    legacy_frames: FrameGate | None = None  # the old central system's frame-rate gate (the CSMS's is the runner's)
 
     def delay(self, attempt: int) -> float:
         return RideThrough(self.openers["csms"], self.backoff_min, self.backoff_max).delay(attempt)
@@ -125,7 +126,8 @@ class RoutedLinks:
 class SessionRunner:
     def __init__(self, identity: str, core: Core, charger: Connection, csms: Connection | None, store: StateStore,
                  tap: Tap | None = None, ride_through: RideThrough | None = None,
-                 frames: FrameLimiter | None = None, routed: RoutedLinks | None = None) -> None:
+                 frames: FrameGate | None = None, csms_frames: FrameGate | None = None,
+                 routed: RoutedLinks | None = None) -> None:
         self.identity = identity
         self.core = core
         self.charger = charger
@@ -139,7 +141,7 @@ class SessionRunner:
         self.tap = tap
         self.ride_through = ride_through
         self.frames = frames
-        self._flooded: asyncio.Task[None] | None = None
+        self.csms_frames = csms_frames
         self.connected_at = time.time()
         self._inbox: asyncio.Queue[Event | _Closed | _Barrier] = asyncio.Queue(INBOX_SIZE)
         self._timer: asyncio.TimerHandle | None = None
@@ -185,45 +187,31 @@ class SessionRunner:
     async def _read_charger(self) -> None:
         try:
             async for message in self.charger:
-                if self._flooded is not None:
-                    continue  # closing with 1008: nothing more is answered or forwarded
-                if self.frames is not None:
-                    verdict = self.frames.admit(time.monotonic())
-                    if verdict is not FrameVerdict.PASS:
-                        await self._refuse_frame(message, verdict)
-                        continue
+                if self.frames is not None and not await self.frames.admit(self.charger, message):
+                    continue  # over the frame rate: refused, never forwarded
                 self._tap("charger>bridge", message)
                 await self._inbox.put(FrameFromCharger(message, time.time()))
         except ConnectionClosed:
             pass
         await self._inbox.put(_Closed("charger", self.charger.close_code, self.charger.close_reason or ""))
 
-    async def _refuse_frame(self, message: str | bytes, verdict: FrameVerdict) -> None:
-        """Over the frame rate: answer (never forward); close 1008 when the flood persists."""
-        security.event("rate_limited", what="frames", identity=self.identity, verdict=verdict.value)
-        if verdict is FrameVerdict.CLOSE:
-            # Close in the background and keep reading: what the flooder sent before our close frame must be
-            # drained (and dropped) for its answering close frame to be read, or the close would time out.
-            self._flooded = asyncio.create_task(self.charger.close(1008, "frame rate limit exceeded"))
-            return
-        answer = refusal_for(message)
-        # Best effort: a flooder that does not read its answers must not stop this reader (and so the count
-        # towards 1008) by filling the write buffer; its refusals are dropped instead.
-        if answer is not None and self.charger.transport.get_write_buffer_size() < REFUSAL_BACKLOG:
-            await self.charger.send(answer)
-
     async def _upstream(self, connection: Connection | None) -> None:
         """Read the CSMS; when it goes away, ride through (reconnect) or end the session."""
         while connection is not None:
             try:
                 async for message in connection:
+                    if self.csms_frames is not None and not await self.csms_frames.admit(connection, message):
+                        continue  # over the CSMS frame rate: refused, never reaches the charger
                     self._tap("csms>bridge", message)
                     await self._inbox.put(FrameFromCsms(message, time.time()))
             except ConnectionClosed:
                 pass
             self.csms = None
             if self.ride_through is None:
-                await self._inbox.put(_Closed("csms", connection.close_code, connection.close_reason or ""))
+                # The bridge closed a flooding CSMS (1008): the charger did nothing wrong, it is told 1001.
+                flooded = self.csms_frames is not None and self.csms_frames.closing
+                await self._inbox.put(_Closed("csms", 1001 if flooded else connection.close_code,
+                                              connection.close_reason or ""))
                 return
             telemetry.event("upstream.closed", identity=self.identity, code=connection.close_code)
             await self._inbox.put(UpstreamLost(time.time()))
@@ -283,8 +271,11 @@ class SessionRunner:
                 self._set_link(name, connection)
                 telemetry.event("upstream.link_opened", identity=self.identity, link=name)
                 await self._inbox.put(connected_event(time.time()))
+            gate = self.csms_frames if name == "csms" else self.routed.legacy_frames
             try:
                 async for message in connection:
+                    if gate is not None and not await gate.admit(connection, message):
+                        continue  # over the frame rate: refused, never reaches the charger
                     self._tap(f"{name}>bridge", message)
                     await self._inbox.put(frame_event(message, time.time()))
             except ConnectionClosed:

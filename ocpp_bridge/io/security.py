@@ -6,9 +6,11 @@ so it authenticates chargers itself, before the upgrade and before anything is o
 * profile 1/2 (A00.FR.201-206, 301-324): ``Authorization: Basic`` whose username equals the URL identity
   (A00.FR.203), password checked against a salted scrypt/PBKDF2 hash with a constant-time compare, 401 with
   ``WWW-Authenticate`` otherwise; or, with ``auth = "forward"``, the header goes to the CSMS which decides.
-* profile 3 (A00.FR.401-430): the TLS layer verifies the client certificate against the configured CA; this
-  module then checks O = the operator (A00.FR.404), CN bound to the identity (A00.FR.405) and the expiry policy
-  (A00.FR.430 errata: an expired certificate is the CSMS's decision, so it is a setting).
+* profile 3 (A00.FR.401-430): the TLS layer verifies the client certificate against the configured CA (and,
+  when configured, against a CRL: A00.FR.704); this module then checks O = the operator (A00.FR.404/509), a CN
+  that is a serial number, not a URL, a domain name or an IP address (A00.FR.511: so a CSMS's certificate, whose
+  CN is its FQDN by A00.FR.510, never passes for a charger's), CN bound to the identity (A00.FR.405) and the
+  expiry policy (A00.FR.430 errata: an expired certificate is the CSMS's decision, so it is a setting).
 * TLS 1.2+ only unless named legacy chargers need 1.0/1.1 (A00.FR.312-314), no TLS compression (A00.FR.320), the
   A00.FR.317 cipher suites, OpenSSL security level 2 (RSA >= 2048, ECC >= 224 bits: A00.FR.502/503).
 * Security events (A00.FR.323/408) are counted always and logged with a budget per kind, so a flood of one kind
@@ -20,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from .. import telemetry
-from .limits import TokenBucket
+from .limits import FrameGate, FramePolicy, FrameVerdict, TokenBucket
 
 if TYPE_CHECKING:
     from ..config import ListenerSettings, Settings
@@ -47,7 +51,8 @@ if TYPE_CHECKING:
 # Kinds a remote party can produce at will get a small log budget; the rest a larger one. Every kind has its own
 # bucket, so no kind can use up another's. Counting (metrics) is never limited.
 NOISY_KINDS: Final = frozenset({"auth_failed", "rate_limited", "invalid_message", "tls_failed", "connection_refused",
-                                "handshake_timeout", "invalid_certificate", "handshake_refused", "admin_auth_failed"})
+                                "handshake_timeout", "invalid_certificate", "handshake_refused",
+                                "csms_rate_limited", "admin_auth_failed"})
 _NOISY_BUDGET: Final = (5.0, 20.0)  # log lines per second, burst
 _CRITICAL_BUDGET: Final = (50.0, 100.0)
 
@@ -78,6 +83,18 @@ def event(kind: str, **fields: Any) -> None:
         budget.suppressed = 0
     if telemetry.LOGGER.isEnabledFor(logging.WARNING):
         telemetry.LOGGER.warning(full, extra={"fields": fields})
+
+
+def frame_gate(policy: FramePolicy, identity: str, side: str) -> FrameGate:
+    """The frame-rate gate of one side ("charger" or "csms") of one session; refusals are security events:
+    ``rate_limited`` for the charger, ``csms_rate_limited`` for the CSMS (issue 5: a hostile or broken CSMS is
+    held to the same limit)."""
+    kind = "rate_limited" if side == "charger" else "csms_rate_limited"
+
+    def refused(verdict: FrameVerdict) -> None:
+        event(kind, what="frames", identity=identity, verdict=verdict.value)
+
+    return FrameGate(policy, refused)
 
 
 # --- frames in logs ----------------------------------------------------------------------------------------
@@ -330,6 +347,7 @@ def server_context(listener: ListenerSettings) -> ssl.SSLContext:
         assert listener.tls_ca is not None
         context.verify_mode = ssl.CERT_REQUIRED  # A00.FR.403: no certificate, or an untrusted one: no TLS at all
         context.load_verify_locations(cafile=listener.tls_ca)
+        _load_crls(context, listener)
         if listener.expired_certificates == "accept" or listener.expired_grace_days > 0:
             context.verify_flags |= _NO_CHECK_TIME
     context.sslobject_class = type("AuditedSSLObject", (_AuditedSSLObject,),
@@ -337,15 +355,48 @@ def server_context(listener: ListenerSettings) -> ssl.SSLContext:
     return context
 
 
-def upstream_context(settings: Settings) -> ssl.SSLContext | None:
-    """wss:// toward the CSMS: certificate and hostname always verified; never a fall-back to ws://."""
+def count_crls(path: Path) -> int:
+    """How many CRLs a ``tls_crl`` file holds (at least one, or ValueError naming the setting)."""
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        scratch.load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"tls_crl {path}: not a PEM file of CRLs ({getattr(exc, 'reason', None) or exc})") from None
+    crls = int(scratch.cert_store_stats()["crl"])
+    if crls == 0:
+        raise ValueError(f"tls_crl {path}: no certificate revocation list in it")
+    return crls
+
+
+def _load_crls(context: ssl.SSLContext, listener: ListenerSettings) -> None:
+    """A00.FR.704: check every client certificate against its CA's CRL in the TLS handshake.
+
+    CHECK_LEAF: the charger's certificate is looked up in the CRL of its issuer; an issuer without a CRL in the
+    file fails every certificate it issued (fail closed), as does a CRL past its nextUpdate. Loading again (SIGHUP)
+    adds the file's CRLs to the context's store: OpenSSL uses the most recent CRL of an issuer (the latest
+    thisUpdate), so a re-issued CRL takes over for the next handshakes without a restart."""
+    if listener.tls_crl is None:
+        return
+    context.load_verify_locations(cafile=listener.tls_crl)
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def upstream_context(settings: Settings, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext | None:
+    """wss:// toward the CSMS: certificate and hostname always verified; never a fall-back to ws://. The bridge's
+    client certificate: ``cert``/``key`` (one charger's) or else the deployment's ``upstream_cert``."""
     urls = [settings.upstream, settings.legacy_upstream or "", *(item.url for item in settings.upstreams.values())]
     if not any(url.startswith("wss://") for url in urls):
         return None
     context = ssl.create_default_context(cafile=settings.upstream_ca)  # CERT_REQUIRED, check_hostname
+    # A00.FR.412/510: the CSMS certificate carries its FQDN in the CN, and the SAN dnsName SHOULD NOT be used
+    # (A00.FR.511 note) unless the CSMS is reached by several paths; so the CN must count when there is no SAN
+    # (with a SAN, RFC 6125 says the SAN alone decides). Set explicitly: it is not every Python's default.
+    context.hostname_checks_common_name = True
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
-    if settings.upstream_cert is not None:
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    elif settings.upstream_cert is not None:
         context.load_cert_chain(settings.upstream_cert, settings.upstream_key)
     return context
 
@@ -362,6 +413,24 @@ class Refusal:
 
 def _subject(cert: Mapping[str, Any], name: str) -> list[str]:
     return [value for rdn in cert.get("subject", ()) for key, value in rdn if key == name]
+
+
+_URL_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_DOMAIN_NAME: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\.?")
+
+
+def url_or_ip(name: str) -> bool:
+    """Whether a certificate CN is "in the format of a URL or an IP address" (A00.FR.511): an IPv4/IPv6 address
+    (bracketed or not), anything with a URL scheme or a path, or a domain name (dot-separated labels ending in an
+    alphabetic top-level label: the FQDN a CSMS certificate carries, A00.FR.510). Serial numbers such as
+    "SN-000123", "ACME.00042" or "DE*ABC*E1" are none of these."""
+    candidate = name.strip()
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(candidate.removeprefix("[").removesuffix("]"))
+        return True
+    if _URL_SCHEME.match(candidate) or "/" in candidate:
+        return True
+    return _DOMAIN_NAME.fullmatch(candidate) is not None
 
 
 def check_certificate(cert: Mapping[str, Any] | None, identity: str, listener: ListenerSettings,
@@ -385,6 +454,9 @@ def check_certificate(cert: Mapping[str, Any] | None, identity: str, listener: L
     names = _subject(cert, "commonName")
     if len(names) != 1:
         return Refusal(403, "client certificate needs exactly one CN (A00.FR.405)", "invalid_certificate")
+    if url_or_ip(names[0]):  # A00.FR.511: never a URL or IP address, even when it equals the identity
+        return Refusal(403, "client certificate CN is a URL, domain name or IP address, not a charger serial "
+                            "number (A00.FR.511)", "invalid_certificate")
     bound = listener.serial_identities.get(names[0], names[0])
     if not hmac.compare_digest(bound.encode(), identity.encode()):
         return Refusal(403, "client certificate CN is not bound to this identity (A00.FR.405)",
@@ -425,14 +497,23 @@ class ListenerPolicy:
         return self.settings.profile
 
     def refresh(self, settings: ListenerSettings) -> bool:
-        """SIGHUP: new credentials, operator and CN map for this listener; False (nothing changed) when a
-        setting that shapes the socket or the TLS context changed, which needs a restart."""
-        fixed = ("address", "profile", "tls_cert", "tls_key", "tls_ca", "tls_min_version", "tls_ciphers",
-                 "tls_legacy_identities", "auth", "expired_certificates", "expired_grace_days")
+        """SIGHUP: new credentials, operator, CN map and CRLs (the same ``tls_crl`` file, re-read) for this
+        listener; False (nothing changed) when a setting that shapes the socket or the TLS context changed, which
+        needs a restart."""
+        fixed = ("address", "profile", "tls_cert", "tls_key", "tls_ca", "tls_crl", "tls_min_version",
+                 "tls_ciphers", "tls_legacy_identities", "auth", "expired_certificates", "expired_grace_days")
         if any(getattr(settings, name) != getattr(self.settings, name) for name in fixed):
             return False
         local = settings.profile in (1, 2) and settings.auth == "local"
         self.credentials = CredentialStore(load_credentials(settings)) if local else None
+        if self.context is not None and settings.tls_crl is not None:
+            try:
+                _load_crls(self.context, settings)
+            except (ssl.SSLError, OSError) as exc:  # the CRLs loaded before stay in force
+                event("crl_reload_failed", listener=self.name, reason=str(exc))
+            else:
+                telemetry.event("security.crl_loaded", listener=self.name,
+                                crls=self.context.cert_store_stats()["crl"])
         self.settings = settings
         return True
 

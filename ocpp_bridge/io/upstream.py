@@ -6,16 +6,25 @@ the charger's upgrade, and a refusal travels back as the same HTTP status (401/4
 reached becomes 503, a broken answer 502. wss:// is verified (certificate and hostname) and a CSMS whose
 certificate fails is 502, never retried over ws://. The CSMS is treated like any peer: the same message-size
 limit, bounded write buffer and keepalive as toward chargers.
+
+The bridge's client certificate toward the CSMS is the deployment's (``upstream_cert``) or, for a charger with
+files of its own in ``upstream_client_certs_dir``, that charger's, but only for a charger the bridge
+authenticated itself (local credentials, client certificate): a charger that only the CSMS can vouch for never
+gets another identity's certificate presented on its behalf. Those TLS contexts are built once and kept in an
+LRU cache per identity (building one costs milliseconds, and much more memory with the system trust store),
+rebuilt when the files change.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
+from cachetools import LRUCache
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -24,20 +33,81 @@ from websockets.typing import Subprotocol
 from . import security
 from .handshake import HandshakeRefused
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 FORWARDED_STATUSES: Final = frozenset({401, 403, 404})
 MAX_FRAME: Final = 1 << 20  # the default of the max_message_size setting
+SSLContext = ssl.SSLContext  # (inside UpstreamOptions, ``ssl`` is the field)
+
+
+class ChargerCertificates:
+    """Per-charger client certificates toward the CSMS: ``<directory>/<identity>.pem`` (chain) and
+    ``<identity>.key``; a TLS context per identity, cached (LRU), rebuilt when either file changes."""
+
+    def __init__(self, directory: Path, make_context: Callable[[Path, Path], ssl.SSLContext],
+                 size: int = 1024) -> None:
+        self.directory = directory
+        self._make = make_context
+        self._cache: LRUCache[str, tuple[tuple[int, int], ssl.SSLContext]] = LRUCache(maxsize=size)
+
+    def context(self, identity: str) -> ssl.SSLContext | None:
+        """This charger's context; None when it has no files (the deployment's certificate applies). Raises
+        ValueError when its files are incomplete or unusable (nothing is presented instead: a 502)."""
+        if not identity or identity in (".", "..") or "/" in identity or "\0" in identity:
+            return None  # never a path outside the directory (the listener refuses such identities anyway)
+        cert, key = self.directory / f"{identity}.pem", self.directory / f"{identity}.key"
+        try:
+            stamp = (cert.stat().st_mtime_ns, key.stat().st_mtime_ns)
+        except FileNotFoundError:
+            if cert.exists() or key.exists():
+                raise ValueError(f"only one of {cert.name} and {key.name} exists") from None
+            return None
+        cached = self._cache.get(identity)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            context = self._make(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"{cert.name}/{key.name}: {getattr(exc, 'reason', None) or exc}") from None
+        self._cache[identity] = (stamp, context)
+        return context
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamOptions:
     """How every upstream connection is opened (from the settings)."""
 
-    ssl: ssl.SSLContext | None = None  # wss:// only
+    ssl: ssl.SSLContext | None = None  # wss:// only; the deployment's client certificate, if any
     max_size: int = MAX_FRAME
     write_limit: int = 32_768
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float | None = 10.0
+    chargers: ChargerCertificates | None = None  # per-charger client certificates (wss:// only)
+
+    def context_for(self, identity: str, authenticated: bool) -> SSLContext | None:
+        """The charger's own context when it has one and the bridge authenticated it, else the deployment's."""
+        if self.ssl is None or self.chargers is None or not authenticated:
+            return self.ssl
+        return self.chargers.context(identity) or self.ssl
+
+
+def charger_certificates(settings: Settings) -> ChargerCertificates | None:
+    """The per-charger client certificates of ``upstream_client_certs_dir`` (wss:// upstreams only)."""
+    directory = settings.upstream_client_certs_dir
+    if directory is None or not settings.upstream.startswith("wss://"):
+        return None
+
+    def make(cert: Path, key: Path) -> ssl.SSLContext:
+        context = security.upstream_context(settings, cert, key)
+        assert context is not None  # wss://
+        return context
+
+    return ChargerCertificates(directory, make, settings.upstream_client_certs_cache)
 
 
 def upstream_url(base: str, identity: str) -> str:
@@ -47,12 +117,19 @@ def upstream_url(base: str, identity: str) -> str:
 
 
 async def open_upstream(base: str, identity: str, protocols: Sequence[str], authorization: str | None,
-                        open_timeout: float, options: UpstreamOptions | None = None) -> ClientConnection:
+                        open_timeout: float, options: UpstreamOptions | None = None,
+                        authenticated: bool = False) -> ClientConnection:
+    """``authenticated``: the bridge verified the charger itself (its own certificate may then be presented)."""
     options = options or UpstreamOptions()
     headers = Headers()
     if authorization:
         headers["Authorization"] = authorization
-    tls: dict[str, Any] = {"ssl": options.ssl} if options.ssl is not None and base.startswith("wss://") else {}
+    try:
+        context = options.context_for(identity, authenticated)
+    except ValueError as exc:
+        security.event("upstream_client_certificate_failed", identity=identity, reason=str(exc))
+        raise HandshakeRefused(502, "the bridge's client certificate for this charger is unusable") from None
+    tls: dict[str, Any] = {"ssl": context} if context is not None and base.startswith("wss://") else {}
     try:
         return await connect(
             upstream_url(base, identity),

@@ -46,7 +46,7 @@ from .peers import Csms, Handshake, RawCharger16, charger, charger_with, now, wi
 
 OPERATOR = "TestCPO"
 RUN = f"{os.getpid() % 10000:04d}"
-POOL = [f"SEC{RUN}-{number}" for number in range(60)]
+POOL = [f"SEC{RUN}-{number}" for number in range(100)]
 PASSWORDS = {identity: f"pw-{identity}-0123456789abcdef" for identity in POOL}
 UPSTREAM_PASSWORD = "upstream-secret-9f8e7d6c5b4a"  # the bridge's own password at the CSMS for one charger
 TLS_FAILURES = (OSError, InvalidHandshake, EOFError, ConnectionClosed, TimeoutError)
@@ -131,11 +131,59 @@ class Pki:
         return (ca or self.ca).issue_cert("charger.invalid", common_name=cn, organization_name=organization,
                                           not_before=not_before, not_after=not_after)
 
-    def client(self, cert: trustme.LeafCert | None = None, version: ssl.TLSVersion | None = None,
+    def forge(self, cn: str, organization: str | None = OPERATOR, key: Any = None, dns: list[str] | None = None,
+              serial: int | None = None) -> tuple[Path, Path]:
+        """A certificate signed by this CA, written with ``cryptography`` for what trustme cannot make (an
+        RSA-1024 key, no subjectAltName at all, a chosen serial number); (chain file, key file)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), None)
+        key = key or ec.generate_private_key(ec.SECP256R1())
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        if organization is not None:
+            names.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        builder = (x509.CertificateBuilder().subject_name(x509.Name(names)).issuer_name(ca_cert.subject)
+                   .public_key(key.public_key()).serial_number(serial or x509.random_serial_number())
+                   .not_valid_before(days(-1)).not_valid_after(days(30))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+        if dns:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), False)
+        cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        stem = self.directory / f"forged-{cert.serial_number:x}"
+        chain, key_file = stem.with_suffix(".pem"), stem.with_suffix(".key")
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return chain, key_file
+
+    def crl(self, path: Path, revoked: list[int], issued_hours_ago: float) -> Path:
+        """A CRL of this CA revoking the given serial numbers, written to ``path`` (PEM)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), None)
+        issued = dt.datetime.now(dt.UTC) - dt.timedelta(hours=issued_hours_ago)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject).last_update(issued)
+                   .next_update(days(7)))
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(issued).build())
+        path.write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
+            serialization.Encoding.PEM))
+        return path
+
+    def client(self, cert: trustme.LeafCert | tuple[Path, Path] | None = None, version: ssl.TLSVersion | None = None,
                ciphers: str | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context()
         self.ca.configure_trust(context)
-        if cert is not None:
+        if isinstance(cert, tuple):
+            context.load_cert_chain(*cert)
+        elif cert is not None:
             cert.configure_cert(context)
         if version is not None:
             with warnings.catch_warnings():
@@ -239,12 +287,19 @@ async def security_events(process: BridgeProcess, kind: str, count: int = 1, tim
         await asyncio.sleep(0.05)  # polling a log file; there is nothing to await
 
 
-async def start_tls_csms(port: int, context: ssl.SSLContext) -> Csms:
-    """The recording CSMS, over TLS."""
+async def start_tls_csms(port: int, context: ssl.SSLContext,
+                         on_connect: Callable[[Any], None] | None = None) -> Csms:
+    """The recording CSMS, over TLS; ``on_connect`` sees each accepted connection first."""
     from websockets.asyncio.server import serve
 
     csms = Csms(port)
-    csms.server = await serve(csms._handle, "127.0.0.1", port, subprotocols=[Subprotocol("ocpp2.0.1")],
+
+    async def handle(connection: Any) -> None:
+        if on_connect is not None:
+            on_connect(connection)
+        await csms._handle(connection)
+
+    csms.server = await serve(handle, "127.0.0.1", port, subprotocols=[Subprotocol("ocpp2.0.1")],
                               process_request=csms._process_request, ssl=context)
     return csms
 
@@ -423,6 +478,36 @@ async def test_profile_3_certificate_not_matching_is_403(sec, csms, case):
     assert csms.handshakes == []
 
 
+@pytest.mark.parametrize("case", ["IP-address", "domain-name"])
+async def test_profile_3_cn_in_url_or_ip_format_is_403_even_as_the_identity(sec, csms, case):
+    # A00.FR.511: a charger certificate's CN is its serial number, never a URL or an IP address, so that a
+    # certificate issued to a server (a CSMS's CN is its FQDN, A00.FR.510) cannot pass for a charger's.
+    identity = {"IP-address": f"10.{int(RUN) % 250}.0.7", "domain-name": f"csms-{RUN}.example.com"}[case]
+    response = await refused_with(sec.url(sec.p3, identity, tls=True),
+                                  ssl=sec.pki.client(sec.pki.charger_cert(identity)))
+    assert response.status_code == 403
+    assert "A00.FR.511" in json.loads(response.body)["error"]
+    await security_events(sec.process, "invalid_certificate", where=lambda line: line.get("identity") == identity)
+    assert csms.handshakes == []
+
+
+async def test_profile_3_rsa_1024_client_certificate_fails_tls(sec, csms):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    identity = fresh()
+    weak = sec.pki.forge(identity, key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    context = sec.pki.client()
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # this client is willing to use the weak key; the bridge is not
+    context.load_cert_chain(*weak)
+    with pytest.raises(TLS_FAILURES):  # A00.FR.501/502: below 112-bit security (OpenSSL security level 2)
+        async with connect(sec.url(sec.p3, identity, tls=True), subprotocols=[Subprotocol("ocpp1.6")],
+                           ssl=context, open_timeout=5) as ws:
+            await within(ws.recv())
+    await security_events(sec.process, "invalid_certificate",
+                          where=lambda line: "key too weak" in str(line.get("reason", "")))
+    assert csms.handshakes == []
+
+
 @pytest.mark.parametrize("case", ["untrusted-CA", "expired", "not-yet-valid", "no-certificate"])
 async def test_profile_3_untrusted_expired_or_missing_certificate_fails_tls(sec, csms, case):
     identity = fresh()
@@ -456,6 +541,47 @@ async def test_expired_certificate_policy_accept_is_logged(bridge_factory, csms,
     context = pki.client(pki.charger_cert(identity, not_before=days(5), not_after=days(400)))
     response = await refused_with(f"wss://127.0.0.1:{port}/ocpp/{identity}", ssl=context)
     assert response.status_code == 403
+
+
+async def test_revoked_client_certificates_are_refused_and_a_new_crl_applies_after_sighup(bridge_factory, csms,
+                                                                                          tmp_path):
+    # A00.FR.704: the validity of a charger certificate is checked with the CA (here: its CRL); "the revocation
+    # of the certificate does not mean that the connection needs to be closed" (SWP Ed.3 §2.6.3).
+    pki = Pki.make(tmp_path)
+    port = free_port()
+    revoked, later = fresh(), fresh()
+    revoked_cert, later_cert = pki.forge(revoked, serial=0x5EC001), pki.forge(later, serial=0x5EC002)
+    crl = pki.crl(tmp_path / "chargers.crl", [0x5EC001], issued_hours_ago=2)
+    listener = pki.tls_listener(f"127.0.0.1:{port}", 3, tls_ca=str(pki.ca_file), operator=OPERATOR,
+                                tls_crl=str(crl))
+    config = write_config(tmp_path / "bridge.toml", [listener])
+    process = bridge_factory(args=["--config", str(config)])
+    url = f"wss://127.0.0.1:{port}/ocpp"
+    with pytest.raises(TLS_FAILURES):
+        async with connect(f"{url}/{revoked}", subprotocols=[Subprotocol("ocpp1.6")],
+                           ssl=pki.client(revoked_cert), open_timeout=5) as ws:
+            await within(ws.recv())  # TLS 1.3: the verdict on the client certificate may come after "connected"
+    await security_events(process, "invalid_certificate", where=lambda line: line.get("reason") ==
+                          "certificate revoked")
+    async with charger_with(f"{url}/{later}", later, ssl=pki.client(later_cert)) as link:
+        await heartbeat(link)  # not revoked (yet)
+        pki.crl(crl, [0x5EC001, 0x5EC002], issued_hours_ago=1)  # the CA re-issues its CRL
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGHUP)
+        await within(_logged(process, "security.crl_loaded"))
+        with pytest.raises(TLS_FAILURES):
+            async with connect(f"{url}/{later}", subprotocols=[Subprotocol("ocpp1.6")],
+                               ssl=pki.client(later_cert), open_timeout=5) as ws:
+                await within(ws.recv())
+        await heartbeat(link)  # the session opened before the revocation stays
+    assert len(csms.handshakes) == 1
+    assert len(await security_events(process, "invalid_certificate",
+                                     where=lambda line: line.get("reason") == "certificate revoked", count=2)) == 2
+
+
+async def _logged(process: BridgeProcess, event: str) -> None:
+    while not any(line.get("event") == event for line in process.log_lines()):
+        await asyncio.sleep(0.05)  # polling a log file; there is nothing to await
 
 
 async def test_tls_legacy_version_only_for_named_chargers(bridge_factory, csms, tmp_path):
@@ -505,6 +631,30 @@ async def test_upstream_certificate_refused_is_502_never_plain_ws(bridge_factory
         await csms.stop()
 
 
+@pytest.mark.parametrize("case", ["CN-is-the-host", "CN-is-another-host"])
+async def test_upstream_csms_certificate_without_san_is_checked_by_its_cn(bridge_factory, tmp_path, case):
+    # A00.FR.412/510: the CSMS certificate's CN is its FQDN and its SAN dnsName SHOULD NOT be used (A00.FR.511
+    # note): the bridge (the CP toward the CSMS) must verify the CN when there is no SAN.
+    pki = Pki.make(tmp_path)
+    port = free_port()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*pki.forge("localhost" if case == "CN-is-the-host" else "csms.example.com", "CSMS Org"))
+    csms = await start_tls_csms(port, server)
+    try:
+        config = write_config(tmp_path / "bridge.toml", upstream_ca=str(pki.ca_file))
+        process = bridge_factory(upstream=f"wss://localhost:{port}/ocpp", args=["--config", str(config)])
+        identity = fresh()
+        if case == "CN-is-the-host":
+            async with charger(process.ws_url(identity), identity) as link:
+                await heartbeat(link)
+        else:
+            assert (await refused_with(process.ws_url(identity))).status_code == 502
+            await security_events(process, "invalid_csms_certificate")
+            assert csms.handshakes == []
+    finally:
+        await csms.stop()
+
+
 async def test_upstream_wss_with_verified_certificate_and_client_certificate(bridge_factory, tmp_path):
     pki = Pki.make(tmp_path)
     port = free_port()
@@ -526,6 +676,60 @@ async def test_upstream_wss_with_verified_certificate_and_client_certificate(bri
             await heartbeat(link)
         peer = csms.connections[identity].transport.get_extra_info("peercert")
         assert dict(item[0] for item in peer["subject"])["commonName"] == "bridge"
+    finally:
+        await csms.stop()
+
+
+async def test_per_charger_upstream_client_certificates(bridge_factory, tmp_path):
+    # Issue 5: the bridge's own client certificate toward the CSMS, per deployment or per charger. The mutual-TLS
+    # CSMS reads which certificate it got on each connection.
+    pki = Pki.make(tmp_path)
+    port, local_port, forward_port = free_port(), free_port(), free_port()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pki.ca.issue_cert("localhost").configure_cert(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    pki.ca.configure_trust(server)
+
+    def write(leaf: trustme.LeafCert, chain: Path, key: Path) -> None:
+        chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+
+    own, other = fresh(), fresh()
+    certs = tmp_path / "upstream-certs"
+    certs.mkdir()
+    write(pki.ca.issue_cert("bridge.invalid", common_name=f"bridge-for-{own}"), certs / f"{own}.pem",
+          certs / f"{own}.key")
+    write(pki.ca.issue_cert("bridge.invalid", common_name="bridge"), tmp_path / "bridge.pem", tmp_path / "bridge.key")
+    credentials = write_credentials(tmp_path / "credentials.toml", {i: PASSWORDS[i] for i in (own, other)})
+    seen: list[tuple[str, str]] = []  # (identity, CN of the client certificate the CSMS got)
+
+    def record(connection: Any) -> None:
+        peer = connection.transport.get_extra_info("peercert")
+        seen.append((connection.request.path.rsplit("/", 1)[-1], dict(i[0] for i in peer["subject"])["commonName"]))
+
+    csms = await start_tls_csms(port, server, record)
+    try:
+        config = write_config(
+            tmp_path / "bridge.toml",
+            [{"address": f"127.0.0.1:{local_port}", "profile": 1, "credentials_file": str(credentials)},
+             {"address": f"127.0.0.1:{forward_port}", "profile": 1, "auth": "forward"}],
+            upstream_ca=str(pki.ca_file), upstream_cert=str(tmp_path / "bridge.pem"),
+            upstream_key=str(tmp_path / "bridge.key"), upstream_client_certs_dir=str(certs))
+        process = bridge_factory(upstream=f"wss://localhost:{port}/ocpp", args=["--config", str(config)])
+        for identity, listener in ((own, local_port), (other, local_port), (own, forward_port)):
+            async with charger(f"ws://127.0.0.1:{listener}/ocpp/{identity}", identity,
+                               headers=good(identity)) as link:
+                await heartbeat(link)
+        assert seen == [(own, f"bridge-for-{own}"),  # authenticated by the bridge: its own certificate
+                        (other, "bridge"),  # no files of its own: the deployment's
+                        (own, "bridge")]  # through a forward listener only the CSMS can vouch for it
+        # Renewed on disk: the next connection presents the new certificate, without a restart.
+        write(pki.ca.issue_cert("bridge.invalid", common_name=f"renewed-{own}"), certs / f"{own}.pem",
+              certs / f"{own}.key")
+        async with charger(f"ws://127.0.0.1:{local_port}/ocpp/{own}", own, headers=good(own)) as link:
+            await heartbeat(link)
+        assert seen[-1] == (own, f"renewed-{own}")
+        assert process.alive()
     finally:
         await csms.stop()
 
@@ -861,6 +1065,133 @@ async def test_sighup_raises_the_frame_rate_of_a_running_session(limited, csms, 
         assert sum(1 for a in answers if a[0] == 3) >= 16
         assert ws.close_code is None and ws.state is State.OPEN  # the same session, never closed
     assert not any(line.get("event") == "bridge.reload_failed" for line in process.log_lines())
+
+
+class HostileCsms:
+    """A 2.0.1 CSMS on bare websockets that answers Heartbeat and BootNotification at once, except for the
+    identities in ``hostile``: their connections are handed to the test, which writes (floods) by hand."""
+
+    def __init__(self, port: int, hostile: set[str]) -> None:
+        self.port = port
+        self.hostile = hostile
+        self.links: asyncio.Queue[Any] = asyncio.Queue()
+        self.server: Any = None
+
+    async def start(self) -> HostileCsms:
+        from websockets.asyncio.server import serve
+
+        self.server = await serve(self._handle, "127.0.0.1", self.port, subprotocols=[Subprotocol("ocpp2.0.1")])
+        return self
+
+    async def stop(self) -> None:
+        self.server.close()
+        await within(self.server.wait_closed())
+
+    async def _handle(self, connection: Any) -> None:
+        identity = connection.request.path.rsplit("/", 1)[-1]
+        if identity in self.hostile:
+            await self.links.put(connection)
+            await connection.wait_closed()
+            return
+        with contextlib.suppress(ConnectionClosed):
+            async for text in connection:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    answer = {"currentTime": now()} if frame[2] == "Heartbeat" else \
+                        {"currentTime": now(), "interval": 300, "status": "Accepted"}
+                    await connection.send(json.dumps([3, frame[1], answer]))
+
+
+async def test_a_flooding_csms_is_refused_and_closed_while_another_session_is_served(bridge_factory, new_identity,
+                                                                                     tmp_path):
+    flooded, quiet = new_identity(), new_identity()
+    csms = await HostileCsms(free_port(), {flooded}).start()
+    metrics_port = free_port()
+    config = write_config(tmp_path / "bridge.toml", csms_frame_rate=5.0, csms_frame_burst=10,
+                          csms_frame_rate_close_after=400, reconnect_min=0.1, reconnect_max=0.5,
+                          metrics_listen=f"127.0.0.1:{metrics_port}")
+    process = bridge_factory(upstream=f"ws://127.0.0.1:{csms.port}/ocpp", args=["--config", str(config)])
+    control = await RawCharger16(process.ws_url(quiet), quiet).connect()
+    victim = await RawCharger16(process.ws_url(flooded), flooded).connect()
+    try:
+        hostile = await within(csms.links.get())
+        answers: list[list[Any]] = []
+
+        async def collect() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for text in hostile:
+                    answers.append(json.loads(text))
+
+        reader = asyncio.create_task(collect())
+        started = time.monotonic()
+        for number in range(300):  # 300 CALLs at once, never waiting for an answer
+            await hostile.send(json.dumps([2, f"x{number}", "ClearCache", {}]))
+        assert "currentTime" in await control.call("Heartbeat", {}, timeout=10)  # the other session is served
+        refused = lambda: [a for a in answers if a[0] == 4 and a[3] == "rate limit exceeded"]  # noqa: E731
+        deadline = time.monotonic() + 10
+        while len(refused()) < 250 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the answers are in flight; nothing to await but their arrival
+        elapsed = time.monotonic() - started
+        assert all(a[1].startswith("x") and a[2] == "GenericError" for a in refused())  # each by its own id
+        assert 250 <= len(refused()) <= 300
+        # The charger never received the excess: at most the burst plus the rate over the time it took.
+        assert len(victim.received) <= 10 + 5 * elapsed + 5, len(victim.received)
+        assert victim.open and hostile.close_code is None  # below csms_frame_rate_close_after: not closed
+        assert events_counted(metrics_port, "security.csms_rate_limited") >= len(refused())
+        await security_events(process, "csms_rate_limited", where=lambda line: line.get("identity") == flooded)
+
+        # A CSMS that keeps flooding: its link is closed with 1008 and opened again; the charger stays.
+        with contextlib.suppress(ConnectionClosed):
+            for number in range(5000):
+                await hostile.send(json.dumps([2, f"y{number}", "ClearCache", {}]))
+        await within(hostile.wait_closed(), 10)
+        assert hostile.close_code == 1008
+        again = await within(csms.links.get(), 10)  # the bridge reconnected (ride-through)
+        assert again is not hostile and victim.open
+        assert "currentTime" in await control.call("Heartbeat", {}, timeout=10)
+        reader.cancel()
+        assert len(victim.received) <= 10 + 5 * (time.monotonic() - started) + 10
+    finally:
+        await control.close()
+        await victim.close()
+        await csms.stop()
+
+
+async def test_a_2x_chargers_flooding_csms_is_closed_and_the_charger_told_1001(bridge_factory, new_identity):
+    # A 2.x session passes through without ride-through: the bridge closes the flooding CSMS link (1008) and
+    # then the charger, which did nothing wrong, with 1001 (going away); it reconnects by itself.
+    flooded = new_identity()
+    csms = await HostileCsms(free_port(), {flooded}).start()
+    process = bridge_factory(upstream=f"ws://127.0.0.1:{csms.port}/ocpp",
+                             env={"OCPP_BRIDGE_CSMS_FRAME_RATE": "5", "OCPP_BRIDGE_CSMS_FRAME_BURST": "10",
+                                  "OCPP_BRIDGE_CSMS_FRAME_RATE_CLOSE_AFTER": "50"})
+    try:
+        async with connect(process.ws_url(flooded), subprotocols=[Subprotocol("ocpp2.0.1")]) as ws:
+            hostile = await within(csms.links.get())
+            received = []
+
+            async def drain() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    async for text in ws:
+                        received.append(json.loads(text))
+
+            async def ignore_refusals() -> None:  # read, or the bridge's close frame is never read either
+                with contextlib.suppress(ConnectionClosed):
+                    async for _ in hostile:
+                        pass
+
+            reader, ignoring = asyncio.create_task(drain()), asyncio.create_task(ignore_refusals())
+            with contextlib.suppress(ConnectionClosed):
+                for number in range(2000):
+                    await hostile.send(json.dumps([2, f"z{number}", "ClearCache", {}]))
+            await within(hostile.wait_closed(), 10)
+            assert hostile.close_code == 1008
+            await within(reader, 10)
+            ignoring.cancel()
+            assert ws.close_code == 1001
+            assert len(received) <= 20  # the burst and the rate, never the flood
+    finally:
+        await csms.stop()
 
 
 # --- connections and handshakes -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import base64
 import logging
 import ssl
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ocpp_bridge import telemetry
-from ocpp_bridge.config import OCPP_CIPHERS, ListenerSettings
+from ocpp_bridge.config import OCPP_CIPHERS, ListenerSettings, Settings
 from ocpp_bridge.io import security
 from ocpp_bridge.io.security import (
     CredentialStore,
@@ -122,6 +123,13 @@ def _listener(**extra: Any) -> ListenerSettings:
     (_cert(not_after=-3 * 86_400), "CP1", _listener(expired_certificates="accept"), None),
     (_cert(not_before=3600), "CP1", _listener(expired_certificates="accept"), "not valid yet"),
     (None, "CP1", _listener(), "no client certificate"),
+    # A00.FR.511: a CN in the format of a URL or an IP address is refused, even when it is the identity
+    (_cert(cn="192.0.2.7"), "192.0.2.7", _listener(), "A00.FR.511"),
+    (_cert(cn="2001:db8::7"), "CP1", _listener(serial_identities={"2001:db8::7": "CP1"}), "A00.FR.511"),
+    (_cert(cn="csms.example.com"), "csms.example.com", _listener(), "A00.FR.511"),
+    (_cert(cn="https://csms.example.com/ocpp"), "CP1", _listener(serial_identities={
+        "https://csms.example.com/ocpp": "CP1"}), "A00.FR.511"),
+    (_cert(cn="ACME.00042"), "ACME.00042", _listener(), None),  # a dotted serial number is not a domain name
 ])
 def test_client_certificate_rules(cert: dict[str, Any] | None, identity: str, listener: ListenerSettings,
                                   reason: str | None) -> None:
@@ -158,6 +166,45 @@ def test_server_context_defaults(pem_files: tuple[trustme.CA, Path, Path, Path])
     assert {"ECDHE-ECDSA-AES128-GCM-SHA256", "AES128-GCM-SHA256"} <= names
     accepting = ListenerSettings.model_validate({**listener.model_dump(), "expired_certificates": "accept"})
     assert security.server_context(accepting).verify_flags & 0x200000
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("10.0.0.1", True), ("::1", True), ("[fe80::1]", True), ("https://a", True), ("wss://csms/ocpp", True),
+    ("csms.example.com", True), ("www.example.de.", True), ("host/path", True),
+    ("SN-000123", False), ("ACME.00042", False), ("DE*ABC*E1", False), ("CP1", False), ("RDAM 123", False),
+    ("localhost", False), ("1.2.3", False),
+])
+def test_url_or_ip_format(name: str, expected: bool) -> None:
+    assert security.url_or_ip(name) is expected
+
+
+def test_upstream_context_checks_the_csms_common_name_when_there_is_no_san() -> None:
+    context = security.upstream_context(Settings.model_construct(upstream="wss://csms.example.com/ocpp",
+                                                                 upstream_ca=None, upstream_cert=None))
+    assert context is not None and context.check_hostname and context.hostname_checks_common_name  # A00.FR.412
+
+
+def test_server_context_checks_the_crl_of_the_leaf(pem_files: tuple[trustme.CA, Path, Path, Path],
+                                                   tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    ca, cert, key, ca_file = pem_files
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    now = time.time()
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+           .last_update(datetime.fromtimestamp(now - 60, UTC)).next_update(datetime.fromtimestamp(now + 3600, UTC))
+           .sign(serialization.load_pem_private_key(ca.private_key_pem.bytes(), None), hashes.SHA256()))  # type: ignore[arg-type]
+    crl_file = tmp_path / "ca.crl"
+    crl_file.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    assert security.count_crls(crl_file) == 1
+    listener = ListenerSettings.model_validate({"address": "127.0.0.1:1", "profile": 3, "tls_cert": [str(cert)],
+                                                "tls_key": [str(key)], "tls_ca": str(ca_file), "operator": "CPO",
+                                                "tls_crl": str(crl_file)})
+    context = security.server_context(listener)
+    assert context.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF and context.cert_store_stats()["crl"] == 1
+    without = ListenerSettings.model_validate({**listener.model_dump(), "tls_crl": None})
+    assert not security.server_context(without).verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def test_legacy_tls_only_when_chargers_are_named(pem_files: tuple[trustme.CA, Path, Path, Path]) -> None:

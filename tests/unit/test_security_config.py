@@ -93,6 +93,12 @@ expired_certificates = "accept"
     ('profile = 1\nauth = "forward"\ncolour = "red"', "Extra inputs"),
     ('profile = 3\ntls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{ca}"\noperator = "X"\n'
      'expired_certificates = "sometimes"', "reject or accept"),
+    ('profile = 2\ntls_cert = "{cert}"\ntls_key = "{key}"\nauth = "forward"\ntls_crl = "{ca}"',
+     "tls_crl is for profile 3"),
+    ('profile = 3\ntls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{ca}"\noperator = "X"\ntls_crl = "{ca}"',
+     "tls_crl .*no certificate revocation list"),
+    ('profile = 3\ntls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{ca}"\noperator = "X"\n'
+     'tls_crl = "/nonexistent.crl"', "not a readable file"),
 ])
 def test_listener_mistakes_are_refused_with_a_message(tmp_path: Path, tls_files: dict[str, str], table: str,
                                                       message: str) -> None:
@@ -120,6 +126,8 @@ def test_limit_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None
     settings = config.load(upstream="ws://csms/ocpp")
     assert settings.listeners == []
     assert (settings.max_message_size, settings.frame_rate, settings.frame_burst) == (1 << 20, 100.0, 200)
+    assert (settings.csms_frame_rate, settings.csms_frame_burst, settings.csms_frame_rate_close_after) == \
+        (100.0, 200, 1000)
     assert (settings.handshake_timeout, settings.ping_interval, settings.ping_timeout) == (10.0, 20.0, 20.0)
     assert settings.duplicate_policy == "replace" and settings.compression == "deflate"
     assert settings.per_ip_exempt == ["127.0.0.0/8", "::1/128"]
@@ -138,6 +146,9 @@ def test_limit_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None
     ("per_ip_exempt", '["not-a-network"]', "does not appear to be"),
     ("max_message_size", "10", "greater than or equal to 1024"),
     ("upstream_cert", '"/nonexistent.pem"', "not a readable file"),
+    ("csms_frame_rate", "0", "'csms_frame_rate' .*greater than 0"),
+    ("csms_frame_burst", "0", "'csms_frame_burst' .*greater than or equal to 1"),
+    ("csms_frame_rate_close_after", "-1", "'csms_frame_rate_close_after' .*greater than or equal to 0"),
 ])
 def test_limit_mistakes(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
@@ -170,5 +181,6 @@ def test_docs_security_names_every_listener_key_and_security_setting() -> None:
                  "handshake_burst_per_ip", "per_ip_exempt", "handshake_timeout", "ping_interval", "ping_timeout",
                  "close_timeout", "write_limit", "auth_failure_delay", "auth_failure_delay_max", "duplicate_policy",
                  "replacements_per_minute", "upstream_ca", "upstream_cert", "upstream_key",
-                 "upstream_credentials_file"):
+                 "upstream_credentials_file", "csms_frame_rate", "csms_frame_burst", "csms_frame_rate_close_after",
+                 "upstream_client_certs_dir", "upstream_client_certs_cache"):
         assert f"`{name}`" in text, name

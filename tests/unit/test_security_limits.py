@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from ocpp_bridge.io.limits import (
     AuthThrottle,
     ConnectionGuard,
     ConnectionPolicy,
+    FrameGate,
     FrameLimiter,
     FramePolicy,
     FrameVerdict,
@@ -73,6 +75,55 @@ def test_frame_limiter_window_forgets_old_excess() -> None:
     assert FrameLimiter(FramePolicy(rate=0.001, burst=0.0, close_after=0), 0.0).admit(0.0) is FrameVerdict.REFUSE
 
 
+class _Peer:
+    """A connection as the gate sees it: what was sent back, how it was closed, how much waits to be written."""
+
+    def __init__(self, backlog: int = 0) -> None:
+        self.sent: list[str] = []
+        self.closed: list[int] = []
+        self.backlog = backlog
+        self.transport = self
+
+    def get_write_buffer_size(self) -> int:
+        return self.backlog
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 8192, 32768
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed.append(code)
+
+
+async def test_frame_gate_refuses_answers_closes_and_starts_afresh_on_a_new_connection() -> None:
+    clock = Clock()
+    verdicts: list[FrameVerdict] = []
+    gate = FrameGate(FramePolicy(rate=0.001, burst=2.0, close_after=2, window=10.0), verdicts.append, clock)
+    peer: Any = _Peer()
+    frames = [f'[2,"c{n}","ClearCache",{{}}]' for n in range(4)] + ['[3,"r",{}]', '[6,"s","NotifyX",{}]']
+    admitted = [await gate.admit(peer, frame) for frame in frames]
+    assert admitted == [True, True, False, False, False, False]
+    assert [json.loads(text)[1] for text in peer.sent] == ["c2", "c3"]  # each refused CALL, by its own id
+    await asyncio.sleep(0)  # the 1008 close runs in the background
+    assert peer.closed == [1008] and gate.closing
+    assert verdicts == [FrameVerdict.REFUSE, FrameVerdict.REFUSE, FrameVerdict.CLOSE]
+    assert not await gate.admit(peer, frames[0])  # closing: nothing more passes, nothing more is counted
+    assert len(verdicts) == 3
+    again: Any = _Peer()  # the upstream link was opened again: a full bucket and a clean count
+    assert await gate.admit(again, frames[0]) and await gate.admit(again, frames[1])
+    assert not gate.closing
+    assert not await gate.admit(again, frames[2]) and again.closed == []
+
+
+async def test_frame_gate_drops_refusals_a_flooder_does_not_read() -> None:
+    gate = FrameGate(FramePolicy(rate=0.001, burst=0.0, close_after=0), lambda verdict: None, Clock())
+    peer: Any = _Peer(backlog=32768 - 40)  # a refusal would not fit below write_limit
+    assert not await gate.admit(peer, '[2,"a","Heartbeat",{}]')
+    assert peer.sent == [] and peer.closed == []
+
+
 @pytest.mark.parametrize(("frame", "expected"), [
     ('[2,"abc","Heartbeat",{}]', "abc"),
     ('  [ 2 , "x-1" , "Heartbeat", {}]', "x-1"),
@@ -90,7 +141,8 @@ def test_refusal_echoes_only_a_readable_id(frame: str, expected: str) -> None:
     assert json.loads(answer) == [4, expected, "GenericError", "rate limit exceeded", {}]
 
 
-@pytest.mark.parametrize("frame", ['[3,"a",{}]', '[4,"a","GenericError","",{}]', '[5,"a","x","",{}]'])
+@pytest.mark.parametrize("frame", ['[3,"a",{}]', '[4,"a","GenericError","",{}]', '[5,"a","x","",{}]',
+                                   '[6,"a","NotifyPeriodicEventStream",{}]'])
 def test_results_over_the_limit_are_dropped_not_answered(frame: str) -> None:
     assert refusal_for(frame) is None
 
