@@ -118,22 +118,23 @@ _DECIMAL: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", r
 
 
 def _number(text: str) -> int | float | None:
-    if text.isascii() and text.isdigit() and len(text) < 19:  # the common case: a plain Wh/W reading
+    if text.isdigit() and text.isascii() and len(text) < 19:  # the common case: a plain Wh/W reading
         return int(text)
     if not _DECIMAL.fullmatch(text):
         return None
-    try:
-        whole = int(text)
-    except ValueError:
-        pass
-    else:
-        # orjson writes integers of at most 64 bits; a longer one would fail when the frame is serialized
-        # (after its seqNo was spent and with the CSMS lane left busy), so it travels as a float instead.
-        if _MIN_INT <= whole <= _MAX_INT:
-            return whole
+    if "." not in text and "e" not in text and "E" not in text:  # an integer (no exception raised for the rest)
+        try:
+            whole = int(text)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            pass
+        else:
+            # orjson writes integers of at most 64 bits; a longer one would fail when the frame is serialized
+            # (after its seqNo was spent and with the CSMS lane left busy), so it travels as a float instead.
+            if _MIN_INT <= whole <= _MAX_INT:
+                return whole
     try:
         value = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return value if math.isfinite(value) else None
 
@@ -151,7 +152,9 @@ def sampled_value(session: TranslatingSession, sample: dict[str, Any]) -> dict[s
         session.emit("meter.unmapped", measurand=measurand, reason="non-numeric value")
         return None
     result: dict[str, Any] = {"value": number}
-    result.update((name, sample[name]) for name in _COPIED if name in sample)
+    for name in _COPIED:
+        if name in sample:
+            result[name] = sample[name]
     unit = sample.get("unit")
     if unit is not None:
         result["unitOfMeasure"] = {"unit": _UNITS.get(unit, unit)}
