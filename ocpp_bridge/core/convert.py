@@ -33,8 +33,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# Already what rfc3339 writes (a four-digit year from 1000: strftime writes smaller years without zeros).
+_RFC3339_MS: Final = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+
+
 def timestamp(value: str) -> str:
     """Normalise a charger's own timestamp (validated as date-time by the schema) to :func:`rfc3339`."""
+    if _RFC3339_MS.fullmatch(value):
+        datetime.fromisoformat(value)  # still a real instant (raises like below if not)
+        return value
     parsed = datetime.fromisoformat(value.replace("z", "Z"))
     if parsed.tzinfo is None:  # the schema requires an offset; be lenient if validation was relaxed
         parsed = parsed.replace(tzinfo=UTC)
