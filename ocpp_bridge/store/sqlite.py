@@ -65,7 +65,11 @@ def _row(record: Record) -> _Row:
     return _UPSERT_CHARGER, (record.identity, data)
 
 
-def _settle(done: asyncio.Future[None], error: sqlite3.Error | None) -> None:
+# What refuses one caller's write: SQLite, or a record that cannot be serialized (orjson raises TypeError).
+_REFUSED: Final = (sqlite3.Error, TypeError, ValueError)
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
     if done.done():  # the caller was cancelled (its session ended); its records are written all the same
         return
     if error is None:
@@ -81,7 +85,7 @@ class SqliteStore:
         self.path = Path(path)
         self.durability = durability
         self._db: sqlite3.Connection | None = None
-        self._batch: list[tuple[list[_Row], asyncio.Future[None]]] = []  # waiting for the next group commit
+        self._batch: list[tuple[Sequence[Record], asyncio.Future[None]]] = []  # waiting for the next group commit
         self.commits = 0  # SQLite transactions committed (a group commit counts once)
         self._checkpointer: sqlite3.Connection | None = None  # used only by the checkpoint thread
         self._checkpointing: asyncio.Future[None] | None = None
@@ -134,14 +138,13 @@ class SqliteStore:
         on it is sent. Each caller's records stay atomic on their own: a batch that fails is written again one
         caller at a time, so one caller's bad write never fails (or half-writes) another's.
         """
-        rows = [_row(record) for record in records]  # serialized now: later changes belong to later writes
-        if not rows:
+        if not records:
             return
         if self._db is None:
             raise StoreError("store is not open")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._batch.append((rows, done))
+        self._batch.append((records, done))
         if len(self._batch) == 1:
             loop.call_soon(self._flush)
         await done
@@ -151,15 +154,15 @@ class SqliteStore:
         if not batch:
             return
         try:
-            self._write([rows for rows, _ in batch])
-        except sqlite3.Error as exc:
+            self._write([records for records, _ in batch])
+        except _REFUSED as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
                 return
-            for rows, done in batch:  # find whose write is refused; the others are written on their own
+            for records, done in batch:  # find whose write is refused; the others are written on their own
                 try:
-                    self._write([rows])
-                except sqlite3.Error as one:
+                    self._write([records])
+                except _REFUSED as one:
                     _settle(done, one)
                 else:
                     _settle(done, None)
@@ -172,16 +175,18 @@ class SqliteStore:
         for _, done in batch:
             _settle(done, None)
 
-    def _write(self, batches: list[list[_Row]]) -> None:
-        """One transaction for all ``batches``; everything or nothing."""
+    def _write(self, batches: list[Sequence[Record]]) -> None:
+        """One transaction for all ``batches``; everything or nothing. Records are serialized here, one at a time
+        (they are the core's immutable snapshots): thousands of serialized rows alive at once, waiting for the
+        commit, left the C heap fragmented (measured: +10 KB RSS per charger after a connect storm)."""
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
-            for rows in batches:
-                for sql, params in rows:
-                    db.execute(sql, params)
+            for records in batches:
+                for record in records:
+                    db.execute(*_row(record))
             db.execute("COMMIT")
-        except sqlite3.Error:
+        except _REFUSED:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
@@ -196,6 +201,7 @@ class SqliteStore:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute("PRAGMA busy_timeout=1000")
+                self._checkpointer.execute("PRAGMA cache_size=-256")  # copying the WAL needs no page cache
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error:
             pass  # the WAL only grows a little more until the next checkpoint succeeds

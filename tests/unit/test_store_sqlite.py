@@ -89,3 +89,13 @@ async def test_one_refused_write_in_a_group_fails_only_its_own_caller(tmp_path: 
     assert b.transactions == () and b.meta.next_local_id == 1  # B's write is atomic: nothing of it is kept
     assert [t.local_id for t in (await store.load("C")).transactions] == [1]
     await store.close()
+
+
+async def test_a_record_that_cannot_be_serialized_fails_only_its_own_write(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    bad = ChargerMeta("B", station={"vendor": object()})  # type: ignore[dict-item]
+    results = await asyncio.gather(store.apply([tx("A", 1)]), store.apply([bad]), return_exceptions=True)
+    assert results[0] is None and isinstance(results[1], StoreError)
+    assert [t.local_id for t in (await store.load("A")).transactions] == [1]
+    await store.close()
