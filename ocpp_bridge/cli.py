@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import signal
 import sys
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, config, telemetry
 from .core.settings import CoreSettings
 from .io.listener import Bridge
+from .io.memory import Collector
 
 if TYPE_CHECKING:
     from .routes import Route, UpstreamTarget
@@ -195,9 +195,8 @@ async def _serve(settings: config.Settings, core_settings: CoreSettings, config_
     except (StoreError, OSError) as exc:
         print(f"ocpp-bridge: cannot start: {exc}", file=sys.stderr)
         return 1
-    # Everything allocated so far (schemas, tables, the loop) lives for the whole run: keep the collector from
-    # walking it again and again (the load profile showed collector pauses stalling the event loop).
-    gc.freeze()
+    collector = Collector()  # the cyclic collector's policy for a long-running server (io/memory.py)
+    collector.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -206,6 +205,7 @@ async def _serve(settings: config.Settings, core_settings: CoreSettings, config_
     await stop.wait()
     telemetry.event("bridge.stopping")
     await bridge.stop()
+    collector.stop()
     telemetry.TELEMETRY.flush()
     return 0
 

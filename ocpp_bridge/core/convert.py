@@ -33,8 +33,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# Already what rfc3339 writes (a four-digit year from 1000: strftime writes smaller years without zeros).
+_RFC3339_MS: Final = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+
+
 def timestamp(value: str) -> str:
     """Normalise a charger's own timestamp (validated as date-time by the schema) to :func:`rfc3339`."""
+    if _RFC3339_MS.fullmatch(value):
+        datetime.fromisoformat(value)  # still a real instant (raises like below if not)
+        return value
     parsed = datetime.fromisoformat(value.replace("z", "Z"))
     if parsed.tzinfo is None:  # the schema requires an offset; be lenient if validation was relaxed
         parsed = parsed.replace(tzinfo=UTC)
@@ -118,22 +125,23 @@ _DECIMAL: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", r
 
 
 def _number(text: str) -> int | float | None:
-    if text.isascii() and text.isdigit() and len(text) < 19:  # the common case: a plain Wh/W reading
+    if text.isdigit() and text.isascii() and len(text) < 19:  # the common case: a plain Wh/W reading
         return int(text)
     if not _DECIMAL.fullmatch(text):
         return None
-    try:
-        whole = int(text)
-    except ValueError:
-        pass
-    else:
-        # orjson writes integers of at most 64 bits; a longer one would fail when the frame is serialized
-        # (after its seqNo was spent and with the CSMS lane left busy), so it travels as a float instead.
-        if _MIN_INT <= whole <= _MAX_INT:
-            return whole
+    if "." not in text and "e" not in text and "E" not in text:  # an integer (no exception raised for the rest)
+        try:
+            whole = int(text)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            pass
+        else:
+            # orjson writes integers of at most 64 bits; a longer one would fail when the frame is serialized
+            # (after its seqNo was spent and with the CSMS lane left busy), so it travels as a float instead.
+            if _MIN_INT <= whole <= _MAX_INT:
+                return whole
     try:
         value = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return value if math.isfinite(value) else None
 
@@ -151,7 +159,9 @@ def sampled_value(session: TranslatingSession, sample: dict[str, Any]) -> dict[s
         session.emit("meter.unmapped", measurand=measurand, reason="non-numeric value")
         return None
     result: dict[str, Any] = {"value": number}
-    result.update((name, sample[name]) for name in _COPIED if name in sample)
+    for name in _COPIED:
+        if name in sample:
+            result[name] = sample[name]
     unit = sample.get("unit")
     if unit is not None:
         result["unitOfMeasure"] = {"unit": _UNITS.get(unit, unit)}

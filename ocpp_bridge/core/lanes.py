@@ -11,6 +11,7 @@ The lane is a two-state table (IDLE, BUSY), printable with :data:`TRANSITIONS`.
 from __future__ import annotations
 
 import enum
+import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,20 +132,29 @@ def sequence(steps: list[Step], then: Callable[[list[Outcome]], None]) -> None:
 
     A failure ends the sequence: its outcome is the last in the list. An empty sequence completes at once.
     """
-    outcomes: list[Outcome] = []
+    _Sequence(steps, then).run(0)
 
-    def run(index: int) -> None:
-        if index == len(steps):
-            then(outcomes)
+
+class _Sequence:
+    """The state of one :func:`sequence`. An object rather than nested functions that call each other: those
+    form a reference cycle, which only the cyclic garbage collector could free (the bridge runs it rarely)."""
+
+    __slots__ = ("outcomes", "steps", "then")
+
+    def __init__(self, steps: list[Step], then: Callable[[list[Outcome]], None]) -> None:
+        self.steps = steps
+        self.then = then
+        self.outcomes: list[Outcome] = []
+
+    def run(self, index: int) -> None:
+        if index == len(self.steps):
+            self.then(self.outcomes)
             return
+        self.steps[index](functools.partial(self._step_done, index))
 
-        def step_done(outcome: Outcome) -> None:
-            outcomes.append(outcome)
-            if outcome.ok:
-                run(index + 1)
-            else:
-                then(outcomes)
-
-        steps[index](step_done)
-
-    run(0)
+    def _step_done(self, index: int, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.ok:
+            self.run(index + 1)
+        else:
+            self.then(self.outcomes)

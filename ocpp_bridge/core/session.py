@@ -57,6 +57,15 @@ def _record_key(record: Record) -> tuple[str, int]:
     return ("meta", 0)  # ("charger" | "csms", the call that started this exchange)
 
 
+class _Write:
+    """The records one write of the event being handled will hold, by record; a Persist when the event ends."""
+
+    __slots__ = ("records",)
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, int], Record] = {}
+
+
 class TranslatingSession:
     """Feed :mod:`.events`; get :mod:`.events` commands back. One instance per charger connection."""
 
@@ -78,7 +87,7 @@ class TranslatingSession:
         self._origin: Origin = None
         # (side, messageId) -> (arrival time, [(peer messageId, peer action)]) of CALLs being handled
         self._exchanges: dict[tuple[str, str], tuple[float, list[tuple[str, str]]]] = {}
-        self._out: list[Command] = []
+        self._out: list[Command | _Write] = []
         self._dirty: dict[tuple[str, int], Record] = {}  # records the store refused, written again next time
         self.upstream_up = True  # a session starts with its upstream connection open (opened in the handshake)
         self.outbox = Outbox(self)
@@ -136,10 +145,13 @@ class TranslatingSession:
             self._guarded(None, self.outbox.pump)
         self._schedule()
         out, self._out = self._out, []
-        for index, command in enumerate(out):
-            if isinstance(command, Persist):  # immutable copies of what this event wrote, taken once
-                out[index] = Persist(tuple(record.snapshot() for record in command.records))
-        return out
+        commands: list[Command] = []
+        for command in out:
+            if isinstance(command, _Write):  # immutable copies of what this event wrote, taken once
+                commands.append(Persist(tuple(record.snapshot() for record in command.records.values())))
+            else:
+                commands.append(command)
+        return commands
 
     # --- the handler API ----------------------------------------------------------------------------
 
@@ -234,19 +246,25 @@ class TranslatingSession:
     def persist(self, *records: Record) -> None:
         """Write ``records`` before the commands that follow. Adjacent writes merge into one atomic write, and
         records the store refused earlier ride along (in their current version) until a write succeeds."""
-        merged: dict[tuple[str, int], Record] = {}
-        index = len(self._out)
-        while index and isinstance(self._out[index - 1], Emit):  # log lines do not separate two writes
+        out = self._out
+        index = len(out)
+        while index and type(out[index - 1]) is Emit:  # log lines do not separate two writes
             index -= 1
-        previous = self._out[index - 1] if index else None
-        if isinstance(previous, Persist):
-            del self._out[index - 1]
-            merged.update((_record_key(r), r) for r in previous.records)
+        write = out[index - 1] if index else None
+        if type(write) is _Write:
+            if index != len(out):  # the merged write goes after those log lines, as a new one would
+                del out[index - 1]
+                out.append(write)
+        else:
+            write = _Write()
+            out.append(write)
+        merged = write.records
         if self._dirty:
-            merged.update((key, self._current(key, old)) for key, old in self._dirty.items())
+            for key, old in self._dirty.items():
+                merged[key] = self._current(key, old)
             self._dirty.clear()
-        merged.update((_record_key(r), r) for r in records)
-        self._out.append(Persist(tuple(merged.values())))  # live records: frozen once, at the end of the event
+        for record in records:
+            merged[_record_key(record)] = record  # live records: frozen once, at the end of the event
 
     def _current(self, key: tuple[str, int], old: Record) -> Record:
         kind, number = key

@@ -20,6 +20,10 @@ from typing import Any, Final
 
 import fastjsonschema
 import orjson
+from fastjsonschema.draft04 import CodeGeneratorDraft04
+from fastjsonschema.draft06 import CodeGeneratorDraft06
+from fastjsonschema.draft07 import CodeGeneratorDraft07
+from fastjsonschema.ref_resolver import RefResolver
 
 from .rpc import ErrorCode, Version
 
@@ -111,8 +115,40 @@ def _validator(version: Version, action: str, response: bool) -> Validator | Non
     source = (_schema_root(version) / filename).read_bytes()
     schema = orjson.loads(source)
     schema.pop("$id", None)  # urn ids confuse $ref resolution and are not needed: all refs are local
-    # use_default=False: validation must never change a payload (fastjsonschema fills defaults otherwise)
-    return fastjsonschema.compile(schema, use_default=False, formats=_FORMATS)
+    return _compile(schema)
+
+
+def _compile(schema: dict[str, Any]) -> Validator:
+    """``fastjsonschema.compile`` with the generator of :func:`_set_enums`; use_default=False: validation must never
+    change a payload (fastjsonschema fills defaults otherwise)."""
+    draft = str(schema.get("$schema", ""))
+    base = CodeGeneratorDraft04 if "draft-04" in draft else CodeGeneratorDraft06 if "draft-06" in draft \
+        else CodeGeneratorDraft07
+    resolver = RefResolver.from_schema(schema, handlers={}, store={})
+    generator = _set_enums(base)(schema, resolver=resolver, formats=_FORMATS, use_default=False)
+    namespace = generator.global_state
+    exec(generator.func_code, namespace)  # what fastjsonschema.compile does with the code it generated
+    return functools.partial(namespace[resolver.get_scope_name()], custom_formats=_FORMATS)
+
+
+@functools.cache
+def _set_enums(base: type[CodeGeneratorDraft04]) -> type[CodeGeneratorDraft04]:
+    """fastjsonschema checks an enum value against each member in turn (``isinstance(x, str) and x == 'A' or
+    isinstance(x, str) and x == 'B' ...``): 22 measurands cost up to 44 calls per sampled value. A string enum is
+    checked here with one set lookup instead; it accepts exactly the same values and raises the same error."""
+
+    class Generator(base):  # type: ignore[valid-type, misc]
+        def generate_enum(self) -> None:
+            enum = self._definition["enum"]
+            if not (isinstance(enum, list) and enum and all(type(member) is str for member in enum)):
+                super().generate_enum()
+                return
+            members = "{" + ", ".join(repr(member) for member in enum) + "}"  # a constant frozenset once compiled
+            with self.l("if not (isinstance({variable}, str) and {variable} in " + members.replace("{", "{{")
+                        .replace("}", "}}") + "):"):
+                self.exc("{name} must be one of {}", self.e(enum), rule="enum")
+
+    return Generator
 
 
 def knows(version: Version, action: str) -> bool:

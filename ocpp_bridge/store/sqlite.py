@@ -8,10 +8,12 @@ the columns the lookups need, so the schema does not change whenever a record ga
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -39,6 +41,41 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 """
 _DURABILITY: Final = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
+CHECKPOINT_EVERY: Final = 200  # commits between two WAL checkpoints (SQLite's own default is ~1000 pages)
+_DELETE_QUEUED: Final = "DELETE FROM queue WHERE identity = ? AND seq = ?"
+_UPSERT_QUEUED: Final = ("INSERT INTO queue (identity, seq, data) VALUES (?, ?, ?) "
+                         "ON CONFLICT (identity, seq) DO UPDATE SET data = excluded.data")
+_UPSERT_TX: Final = ("INSERT INTO tx (identity, local_id, tx_id, ended, data) VALUES (?, ?, ?, ?, ?) "
+                     "ON CONFLICT (identity, local_id) DO UPDATE SET ended = excluded.ended, data = excluded.data")
+_UPSERT_CHARGER: Final = ("INSERT INTO charger (identity, data) VALUES (?, ?) "
+                          "ON CONFLICT (identity) DO UPDATE SET data = excluded.data")
+
+_Row = tuple[str, tuple[Any, ...]]
+
+
+def _row(record: Record) -> _Row:
+    """The statement that writes ``record``."""
+    if isinstance(record, QueuedMessage):
+        if record.delivered:
+            return _DELETE_QUEUED, (record.identity, record.seq)
+        return _UPSERT_QUEUED, (record.identity, record.seq, orjson.dumps(record))
+    data = orjson.dumps(record)  # orjson writes dataclasses natively
+    if isinstance(record, TxRecord):
+        return _UPSERT_TX, (record.identity, record.local_id, record.tx_id, int(record.ended), data)
+    return _UPSERT_CHARGER, (record.identity, data)
+
+
+# What refuses one caller's write: SQLite, or a record that cannot be serialized (orjson raises TypeError).
+_REFUSED: Final = (sqlite3.Error, TypeError, ValueError)
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    if done.done():  # the caller was cancelled (its session ended); its records are written all the same
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(StoreError(f"cannot write state: {error}"))
 
 
 class SqliteStore:
@@ -48,6 +85,10 @@ class SqliteStore:
         self.path = Path(path)
         self.durability = durability
         self._db: sqlite3.Connection | None = None
+        self._batch: list[tuple[Sequence[Record], asyncio.Future[None]]] = []  # waiting for the next group commit
+        self.commits = 0  # SQLite transactions committed (a group commit counts once)
+        self._checkpointer: sqlite3.Connection | None = None  # used only by the checkpoint thread
+        self._checkpointing: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
         try:
@@ -57,6 +98,9 @@ class SqliteStore:
             # Writes run on the event loop: a file locked by another process must fail fast (the charger gets
             # CALLERROR and retries) rather than freeze every session for seconds.
             db.execute("PRAGMA busy_timeout=250")
+            # Checkpoints (copying the WAL into the database file, with an fsync) run on a thread of their own
+            # (:meth:`_checkpoint`), not inside a COMMIT on the event loop, where they stalled every session.
+            db.execute("PRAGMA wal_autocheckpoint=0")
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
@@ -86,30 +130,81 @@ class SqliteStore:
         return ChargerState(meta, records, queue)
 
     async def apply(self, records: Sequence[Record]) -> None:
+        """Join the next group commit and return once it is on disk (per the durability setting).
+
+        Sessions that write in the same turn of the event loop share one SQLite transaction: one COMMIT (and, with
+        ``synchronous=FULL``, one fsync) for all of them instead of one each. Each caller still returns only after
+        the commit that carries its records, so a Persist still reaches the store before the answer that depends
+        on it is sent. Each caller's records stay atomic on their own: a batch that fails is written again one
+        caller at a time, so one caller's bad write never fails (or half-writes) another's.
+        """
+        if not records:
+            return
+        if self._db is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._batch.append((records, done))
+        if len(self._batch) == 1:
+            loop.call_soon(self._flush)
+        await done
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        try:
+            self._write([records for records, _ in batch])
+        except _REFUSED as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return
+            for records, done in batch:  # find whose write is refused; the others are written on their own
+                try:
+                    self._write([records])
+                except _REFUSED as one:
+                    _settle(done, one)
+                else:
+                    _settle(done, None)
+            return
+        except StoreError as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in batch:
+            _settle(done, None)
+
+    def _write(self, batches: list[Sequence[Record]]) -> None:
+        """One transaction for all ``batches``; everything or nothing. Records are serialized here, one at a time
+        (they are the core's immutable snapshots): thousands of serialized rows alive at once, waiting for the
+        commit, left the C heap fragmented (measured: +10 KB RSS per charger after a connect storm)."""
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
-            for record in records:
-                data = orjson.dumps(record)  # orjson writes dataclasses natively
-                if isinstance(record, QueuedMessage):
-                    if record.delivered:
-                        db.execute("DELETE FROM queue WHERE identity = ? AND seq = ?", (record.identity, record.seq))
-                    else:
-                        db.execute("INSERT INTO queue (identity, seq, data) VALUES (?, ?, ?) ON CONFLICT (identity, "
-                                   "seq) DO UPDATE SET data = excluded.data", (record.identity, record.seq, data))
-                elif isinstance(record, TxRecord):
-                    db.execute(
-                        "INSERT INTO tx (identity, local_id, tx_id, ended, data) VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (identity, local_id) DO UPDATE SET ended = excluded.ended, data = excluded.data",
-                        (record.identity, record.local_id, record.tx_id, int(record.ended), data))
-                else:
-                    db.execute("INSERT INTO charger (identity, data) VALUES (?, ?) "
-                               "ON CONFLICT (identity) DO UPDATE SET data = excluded.data", (record.identity, data))
+            for records in batches:
+                for record in records:
+                    db.execute(*_row(record))
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _REFUSED:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise StoreError(f"cannot write state: {exc}") from exc
+            raise
+        self.commits += 1
+        if self.commits % CHECKPOINT_EVERY == 0 and (self._checkpointing is None or self._checkpointing.done()):
+            self._checkpointing = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """Runs on an executor thread (sqlite3 releases the GIL while it copies and syncs). PASSIVE: it never waits
+        for, nor blocks, the writer; what it cannot copy now is copied by the next one."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpointer.execute("PRAGMA busy_timeout=1000")
+                self._checkpointer.execute("PRAGMA cache_size=-256")  # copying the WAL needs no page cache
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            pass  # the WAL only grows a little more until the next checkpoint succeeds
 
     async def ping(self) -> bool:
         try:
@@ -135,6 +230,14 @@ class SqliteStore:
         return None
 
     async def close(self) -> None:
+        self._flush()  # writes already accepted are finished, not dropped
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+            self._checkpointing = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self._db is not None:
             self._db.close()
             self._db = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -57,3 +58,44 @@ async def test_wal_and_synchronous_level(tmp_path: Path) -> None:
     await store.close()
     assert not await store.ping()
     assert isinstance(sqlite3.sqlite_version, str)
+
+
+async def test_concurrent_writes_share_one_commit_and_each_returns_after_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    before = store.commits
+    await asyncio.gather(*(store.apply([ChargerMeta(name, next_local_id=5), tx(name, 1)]) for name in "ABCDEF"))
+    assert store.commits == before + 1  # one group commit for the six sessions' writes
+    for name in "ABCDEF":
+        state = await store.load(name)
+        assert state.meta.next_local_id == 5 and [t.local_id for t in state.transactions] == [1]
+    await store.close()
+
+
+async def test_one_refused_write_in_a_group_fails_only_its_own_caller(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    duplicate_uuid = tx("B", 2)
+    duplicate_uuid.tx_id = "B-1"  # violates the (identity, tx_id) uniqueness within B's own write
+    results = await asyncio.gather(
+        store.apply([ChargerMeta("A", next_local_id=2), tx("A", 1)]),
+        store.apply([ChargerMeta("B", next_local_id=3), tx("B", 1), duplicate_uuid]),
+        store.apply([tx("C", 1)]),
+        return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreError)
+    assert (await store.load("A")).meta.next_local_id == 2
+    b = await store.load("B")
+    assert b.transactions == () and b.meta.next_local_id == 1  # B's write is atomic: nothing of it is kept
+    assert [t.local_id for t in (await store.load("C")).transactions] == [1]
+    await store.close()
+
+
+async def test_a_record_that_cannot_be_serialized_fails_only_its_own_write(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    bad = ChargerMeta("B", station={"vendor": object()})  # type: ignore[dict-item]
+    results = await asyncio.gather(store.apply([tx("A", 1)]), store.apply([bad]), return_exceptions=True)
+    assert results[0] is None and isinstance(results[1], StoreError)
+    assert [t.local_id for t in (await store.load("A")).transactions] == [1]
+    await store.close()

@@ -9,8 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import fastjsonschema
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocpp_bridge.core import validate
 from ocpp_bridge.core.rpc import ErrorCode, Version
@@ -214,3 +217,30 @@ def test_warm_compiles_every_schema() -> None:
     for version in Version:
         validate.warm(version)
     assert validate.check(Version.V21, "Heartbeat", {}, response=False) is None
+
+
+_MEASURAND_SCHEMA = {"$schema": "http://json-schema.org/draft-06/schema#", "type": "object",
+                     "properties": {"m": {"enum": ["Voltage", "Power.Offered", "SoC"]},
+                                    "t": {"type": "string", "enum": ["A", "B"]},
+                                    "x": {"enum": [1, "1", True, None]}},
+                     "additionalProperties": False}
+
+
+_ENUM_VALIDATORS = (fastjsonschema.compile(copy.deepcopy(_MEASURAND_SCHEMA), use_default=False),
+                    validate._compile(copy.deepcopy(_MEASURAND_SCHEMA)))
+
+
+@settings(deadline=None)
+@given(st.dictionaries(st.sampled_from(["m", "t", "x"]),
+                       st.one_of(st.sampled_from(["Voltage", "Power.Offered", "SoC", "A", "B", "1", "voltage", ""]),
+                                 st.integers(-2, 2), st.booleans(), st.none(), st.floats(allow_nan=False),
+                                 st.lists(st.text(max_size=2), max_size=2), st.text(max_size=8))))
+def test_enum_set_lookup_accepts_and_rejects_exactly_what_fastjsonschema_does(payload: dict[str, Any]) -> None:
+    outcomes = []
+    for check in _ENUM_VALIDATORS:
+        try:
+            check(payload)
+            outcomes.append(None)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            outcomes.append((exc.message, exc.rule))
+    assert outcomes[0] == outcomes[1]
