@@ -11,12 +11,14 @@ import asyncio
 import http.client
 import json
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import trustme
 from ocpp.v16 import call as c16
 from ocpp.v201 import call as c201
 from websockets.protocol import State
@@ -267,3 +269,41 @@ async def test_chargers_go_to_the_upstream_their_rule_names(bridge_factory: Call
     await regional.expect(native, "BootNotification")
     await regional.expect(translated, "BootNotification")
     assert native not in default.identities() and translated not in default.identities()
+
+
+async def test_admin_api_over_tls(bridge_factory: Callable[..., BridgeProcess], csms: Csms, tmp_path: Any) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "admin.pem", tmp_path / "admin.key"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    admin_port = free_port()
+    bridge_factory(env={"OCPP_BRIDGE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}", "OCPP_BRIDGE_ADMIN_TOKEN": TOKEN,
+                        "OCPP_BRIDGE_ADMIN_TLS_CERT": str(cert), "OCPP_BRIDGE_ADMIN_TLS_KEY": str(key)})
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    def get(token: str | None) -> int:
+        connection = http.client.HTTPSConnection("127.0.0.1", admin_port, timeout=10, context=context)
+        try:
+            connection.request("GET", "/admin/migration",
+                               headers={"Authorization": f"Bearer {token}"} if token else {})
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    assert await asyncio.to_thread(get, TOKEN) == 200
+    assert await asyncio.to_thread(get, None) == 401
+    assert await asyncio.to_thread(plain_status, admin_port) is None  # no plain HTTP on a TLS admin listener
+
+
+def plain_status(port: int) -> int | None:
+    """The status a plain-HTTP request gets, or None when there is no HTTP answer at all."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/admin/migration", headers={"Authorization": f"Bearer {TOKEN}"})
+        return connection.getresponse().status
+    except (ConnectionError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
