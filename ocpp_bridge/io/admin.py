@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ssl as _ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -58,6 +58,10 @@ class AdminBackend(Protocol):
         ...
 
     def migration(self) -> dict[str, Any]: ...
+
+    async def clear_route(self, identity: str) -> dict[str, Any]:
+        """Forget the operator's route for ``identity`` (connected or not); Unavailable -> 503."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +240,8 @@ class AdminServer:
             if len(parts) == 1:
                 found = backend.charger(identity)
                 return _Reply(200, found) if found is not None else _unknown(identity)
+            if request.method == "DELETE":  # forget the operator's choice: the configured rules apply again
+                return await self._unavailable_as_503(backend.clear_route(identity))
             return await self._set_route(identity, request.body)
         except UnicodeDecodeError:
             return _error(404, "the identity in the path is not valid percent-encoded UTF-8")
@@ -265,6 +271,13 @@ class AdminServer:
             return _error(503, str(exc), None, ("Retry-After", "10"))
         return _Reply(200, result) if result is not None else _unknown(identity)
 
+    @staticmethod
+    async def _unavailable_as_503(pending: Awaitable[dict[str, Any]]) -> _Reply:
+        try:
+            return _Reply(200, await pending)
+        except Unavailable as exc:
+            return _error(503, str(exc), None, ("Retry-After", "10"))
+
 
 def _unknown(identity: str) -> _Reply:
     return _error(404, f"no charger {identity!r}")
@@ -277,10 +290,10 @@ def _check_route(method: str, path: str) -> None:
     if parts in (["admin", "chargers"], ["admin", "migration"]) or (charger and len(parts) == 3):
         allow = "GET"
     elif charger and parts[3] == "route":
-        allow = "PUT"
+        allow = "PUT, DELETE"
     else:
         raise _Refused(_error(404, f"no such path: {path[:200]}"))
-    if method != allow:
+    if method not in allow.split(", "):
         raise _Refused(_error(405, f"{method} is not allowed here (allowed: {allow})", None, ("Allow", allow)))
 
 

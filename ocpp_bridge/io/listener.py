@@ -151,7 +151,7 @@ class Bridge:
     admin: AdminServer | None = None
 
     def __post_init__(self) -> None:
-        self.routing = Routing(self.settings, self.sessions)
+        self.routing = Routing(self.settings, self.sessions, self.store)
         self.guard = ConnectionGuard(on_refused=_connection_refused)
         self.frame_policy = FramePolicy()
         self.csms_frame_policy = FramePolicy()
@@ -440,7 +440,7 @@ class Bridge:
                              authorization: str | None, authenticated: bool = False) -> _Prepared:
         """Open what answers for the charger, during its handshake: the CSMS, or the old 1.6 central system when
         the charger's route puts that in charge (issue 8; the other side is opened by the session itself)."""
-        route = self.routing.route_for(identity)
+        route = await self.routing.route_for(identity)
         prepared = _Prepared(identity, version, authorization=authorization, route=route)
         if prepared.routed and route.mode != "translate":
             assert route.legacy is not None

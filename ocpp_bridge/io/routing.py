@@ -1,7 +1,8 @@
 """Which route each charger takes, and the operator's view and control of routes while chargers run (issue 8).
 
 Why this exists: the route of a charger is decided at its handshake (the configured rules, or what an operator
-set through the admin API, which wins until the process ends) and can change while it stays connected: through
+set through the admin API, which wins until the operator clears it: kept in the state store, so it survives
+restarts and is shared by replicas) and can change while it stays connected: through
 ``PUT /admin/chargers/{identity}/route`` or a SIGHUP reload of the rules. This module keeps the route table,
 the operator's overrides and each charger's shadow report (kept across reconnects), describes live sessions for
 the admin API, and carries out route changes on their runners. The admin HTTP layer is ``io/admin.py``.
@@ -22,6 +23,7 @@ from ..core.passthrough import PassthroughSession
 from ..core.routing import RoutedSession, ShadowReport
 from ..core.session import TranslatingSession
 from ..routes import Route, RouteTable
+from ..store import StateStore, StoreError
 from .admin import Unavailable
 from .handshake import HandshakeRefused
 from .runner import SessionRunner
@@ -41,11 +43,12 @@ def _target(route: Route, legacy: bool) -> dict[str, str] | None:
 class Routing:
     """Routes, overrides and shadow reports of one bridge process; the backend of the admin API."""
 
-    def __init__(self, settings: Settings, sessions: dict[str, SessionRunner]) -> None:
+    def __init__(self, settings: Settings, sessions: dict[str, SessionRunner], store: StateStore) -> None:
         self.table = RouteTable.from_settings(settings)
         self.settings = settings
         self.sessions = sessions
-        self.overrides: dict[str, str] = {}  # identity -> mode an operator chose (admin API)
+        self.store = store
+        self.overrides: dict[str, str] = {}  # identity -> mode an operator chose, as last read from the store
         self.current: dict[str, Route] = {}  # identity -> route of its live session
         self.reports: LRUCache[str, ShadowReport] = LRUCache(REPORTS_KEPT)
         self._switching: set[asyncio.Task[None]] = set()
@@ -54,15 +57,23 @@ class Routing:
     def any_legacy(self) -> bool:
         return any(target.legacy for target in self.table.upstreams.values())
 
-    def route_for(self, identity: str) -> Route:
+    async def route_for(self, identity: str) -> Route:
+        """The route a connecting charger takes: the operator's choice if there is one, else its rules."""
         route = self.table.resolve(identity)
-        mode = self.overrides.get(identity)
-        if mode is not None and mode != route.mode:
-            try:
-                return self.table.with_mode(route, mode)
-            except ValueError:  # the rules changed since: the override no longer fits this charger's route
-                self.overrides.pop(identity, None)
-        return route
+        try:
+            mode = await self.store.get_route(identity)
+        except StoreError as exc:  # the last choice this process knows of, rather than no charger at all
+            telemetry.event("route.override_unreadable", identity=identity, error=str(exc))
+            mode = self.overrides.get(identity)
+        if mode is None:
+            self.overrides.pop(identity, None)
+            return route
+        self.overrides[identity] = mode
+        try:
+            return self.table.with_mode(route, mode)
+        except ValueError as exc:  # the rules changed since: this charger's route has no old central system now
+            telemetry.event("route.override_ignored", identity=identity, mode=mode, reason=str(exc))
+            return route
 
     def report(self, identity: str) -> ShadowReport:
         report = self.reports.get(identity)
@@ -101,17 +112,50 @@ class Routing:
         if isinstance(core, PassthroughSession):
             raise ValueError("route modes apply to OCPP 1.6 chargers; this one speaks "
                              f"{core.version.value} and passes through to its upstream")
-        route = self.current.get(identity) or self.route_for(identity)
+        route = self.current.get(identity) or self.table.resolve(identity)
         new = self.table.with_mode(route, mode)  # ValueError: unknown mode, or no old central system configured
+        previous = self.overrides.get(identity)
+        await self._remember(identity, mode)  # first: a choice that cannot be kept is not made
         if isinstance(core, RoutedSession) and core.mode != mode:
             try:
                 await runner.change_route(mode)
             except HandshakeRefused as exc:
+                await self._remember(identity, previous)
                 raise Unavailable(f"the {mode} route cannot be opened: {exc.reason}") from None
-        self.overrides[identity] = mode
         self.current[identity] = new
         telemetry.event("route.set", identity=identity, mode=mode, by="admin API")
         return self.charger(identity)
+
+    async def clear_route(self, identity: str) -> dict[str, Any]:
+        """Forget the operator's choice: the configured rules apply again (now, if the charger is connected)."""
+        await self._remember(identity, None)
+        route = self.table.resolve(identity)
+        runner = self.sessions.get(identity)
+        telemetry.event("route.cleared", identity=identity, mode=route.mode)
+        if runner is None:
+            return {"identity": identity, "connected": False, "mode": route.mode, "route_reason": route.reason}
+        core = runner.core
+        if isinstance(core, RoutedSession) and route.legacy is not None and core.mode != route.mode:
+            try:
+                await runner.change_route(route.mode)
+            except HandshakeRefused as exc:
+                raise Unavailable(f"the choice is forgotten, but the {route.mode} route cannot be opened now "
+                                  f"({exc.reason}): the charger takes it when it reconnects") from None
+        if not isinstance(core, PassthroughSession):
+            self.current[identity] = route
+        described = self.charger(identity)
+        assert described is not None
+        return described
+
+    async def _remember(self, identity: str, mode: str | None) -> None:
+        try:
+            await self.store.set_route(identity, mode)
+        except StoreError as exc:
+            raise Unavailable(f"the route cannot be stored: {exc}") from None
+        if mode is None:
+            self.overrides.pop(identity, None)
+        else:
+            self.overrides[identity] = mode
 
     def migration(self) -> dict[str, Any]:
         """Per charger in shadow: how long, how many compared messages, and how clean since the last difference."""
@@ -131,7 +175,7 @@ class Routing:
 
     def _describe(self, identity: str, runner: SessionRunner) -> dict[str, Any]:
         core = runner.core
-        route = self.current.get(identity) or self.route_for(identity)
+        route = self.current.get(identity) or self.table.resolve(identity)
         described: dict[str, Any] = {"identity": identity, "connected_since": _iso(runner.connected_at)}
         if isinstance(core, PassthroughSession):
             described.update(protocol=core.version.value, mode="passthrough", upstream=_target(route, False),

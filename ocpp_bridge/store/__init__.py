@@ -42,6 +42,15 @@ class StateStore(Protocol):
 
     async def release(self, identity: str, owner: str) -> None: ...
 
+    # Route modes an operator chose through the admin API (issue 8): shared by replicas, kept across restarts.
+    async def get_route(self, identity: str) -> str | None:
+        """The operator's route mode for ``identity``, or None (its configured rules apply)."""
+        ...
+
+    async def set_route(self, identity: str, mode: str | None) -> None:
+        """Remember ``mode`` for ``identity`` (None: forget it); raise StoreError if it cannot be written."""
+        ...
+
 
 def open_store(spec: str, durability: str = "normal") -> StateStore:
     """A store for a ``--state`` value: ``redis://host:port/db`` (shared by replicas) or a file path (SQLite)."""

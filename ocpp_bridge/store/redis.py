@@ -53,6 +53,9 @@ return 1
 """
 
 
+ROUTES_KEY: Final = f"{PREFIX}:routes"  # identity -> route mode an operator chose (one hash for the fleet)
+
+
 def _key(identity: str, part: str) -> str:
     return f"{PREFIX}:{{{identity}}}:{part}"
 
@@ -159,6 +162,22 @@ class RedisStore:
         except (RedisError, OSError):
             return True  # the store is unreachable, not taken over: keep serving, writes will report failures
         return bool(renewed)
+
+    async def get_route(self, identity: str) -> str | None:
+        try:
+            mode = await self.redis.hget(ROUTES_KEY, identity)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot read the route of {identity}: {exc}") from exc
+        return mode.decode() if isinstance(mode, bytes) else mode
+
+    async def set_route(self, identity: str, mode: str | None) -> None:
+        try:
+            if mode is None:
+                await self.redis.hdel(ROUTES_KEY, identity)
+            else:
+                await self.redis.hset(ROUTES_KEY, identity, mode)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot write the route of {identity}: {exc}") from exc
 
     async def release(self, identity: str, owner: str) -> None:
         with contextlib.suppress(RedisError, OSError):  # if Redis is gone the lease expires by itself

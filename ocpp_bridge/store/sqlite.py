@@ -23,6 +23,7 @@ from . import StoreError
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS charger (identity TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS route (identity TEXT PRIMARY KEY, mode TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tx (
     identity TEXT NOT NULL,
     local_id INTEGER NOT NULL,
@@ -228,6 +229,23 @@ class SqliteStore:
 
     async def release(self, identity: str, owner: str) -> None:
         return None
+
+    async def get_route(self, identity: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT mode FROM route WHERE identity = ?", (identity,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the route of {identity}: {exc}") from exc
+        return str(row[0]) if row else None
+
+    async def set_route(self, identity: str, mode: str | None) -> None:
+        # Autocommit (isolation_level=None): one statement, its own transaction, outside the group commit.
+        try:
+            if mode is None:
+                self.db.execute("DELETE FROM route WHERE identity = ?", (identity,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO route (identity, mode) VALUES (?, ?)", (identity, mode))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the route of {identity}: {exc}") from exc
 
     async def close(self) -> None:
         self._flush()  # writes already accepted are finished, not dropped

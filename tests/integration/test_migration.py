@@ -307,3 +307,29 @@ def plain_status(port: int) -> int | None:
         return None
     finally:
         connection.close()
+
+
+async def test_an_operators_route_survives_a_restart_until_it_is_cleared(
+        bridge_factory: Callable[..., BridgeProcess], csms_factory: Callable[..., Any], tmp_path: Any,
+        identity: str) -> None:
+    legacy = await csms_factory(subprotocols=["ocpp1.6"], port=free_port())
+    csms = await csms_factory()
+    admin_port = free_port()
+    args = ["--legacy-upstream", f"ws://127.0.0.1:{legacy.port}/steve", "--default-route", "legacy",
+            "--admin-listen", f"127.0.0.1:{admin_port}", "--admin-token", TOKEN]
+    state = tmp_path / "routes.db"
+    fleet = Fleet(bridge_factory(state=state, args=args), legacy, csms, admin_port)
+    async with charger(fleet.bridge.ws_url(identity), identity) as link:
+        assert (await _boot(link)).interval == 77
+        await fleet.set_route(identity, "translate")
+    assert await fleet.bridge.aterminate() == 0
+    fleet.bridge = bridge_factory(state=state, args=args)  # a new process (e.g. a rolling update)
+    async with charger(fleet.bridge.ws_url(identity), identity) as link:
+        assert (await _boot(link)).interval == 300  # still on the new CSMS
+        status, detail = await fleet.admin("GET", f"/admin/chargers/{identity}")
+        assert (status, detail["mode"], detail["route_reason"]) == (200, "translate", "admin API")
+        status, cleared = await fleet.admin("DELETE", f"/admin/chargers/{identity}/route")
+        assert status == 200 and cleared["mode"] == "legacy"  # the rules apply again, at once
+        await link.call(c16.Heartbeat())
+        await legacy.expect(identity, "Heartbeat")
+        assert link.ws.state is State.OPEN

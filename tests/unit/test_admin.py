@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from ocpp_bridge.io import admin, security
-from ocpp_bridge.io.admin import AdminServer
+from ocpp_bridge.io.admin import AdminServer, Unavailable
 
 TOKEN = "admin-token-0123456789abcdef"
 
@@ -47,6 +47,12 @@ class Backend:
 
     def migration(self) -> dict[str, Any]:
         return {"chargers": len(self.modes), "by_mode": dict(Counter(self.modes.values()))}
+
+    async def clear_route(self, identity: str) -> dict[str, Any]:
+        if identity == "STORE-DOWN":
+            raise Unavailable("the route cannot be stored: disk full")
+        self.modes.pop(identity, None)
+        return {"identity": identity, "mode": "translate", "cleared": True}
 
 
 @pytest.fixture
@@ -197,7 +203,7 @@ async def test_a_backend_fault_is_a_500_and_the_server_goes_on(server: AdminServ
     ("GET", "/admin/chargers/%FF", 404, None),
     ("POST", "/admin/chargers", 405, "GET"),
     ("DELETE", "/admin/chargers/CP-1", 405, "GET"),
-    ("GET", "/admin/chargers/CP-1/route", 405, "PUT"),
+    ("GET", "/admin/chargers/CP-1/route", 405, "PUT, DELETE"),
     ("PUT", "/admin/migration", 405, "GET"),
     ("HEAD", "/admin/migration", 405, "GET"),
 ])
@@ -340,3 +346,10 @@ async def test_start_refuses_a_bad_address_or_an_empty_token() -> None:
         await AdminServer.start("nowhere", TOKEN, Backend())
     with pytest.raises(ValueError, match="token"):
         await AdminServer.start("127.0.0.1:0", "", Backend())
+
+
+async def test_delete_route_forgets_the_operators_choice(server: AdminServer) -> None:
+    reply = await call(server, "DELETE", "/admin/chargers/CP-1/route")
+    assert reply.status == 200 and reply.json == {"identity": "CP-1", "mode": "translate", "cleared": True}
+    reply = await call(server, "DELETE", "/admin/chargers/STORE-DOWN/route")
+    assert reply.status == 503 and "disk full" in reply.json["error"] and reply.headers["retry-after"] == "10"

@@ -131,3 +131,19 @@ async def test_lease_of_a_dead_owner_expires(redis_url: str) -> None:
     assert await alive.renew(a, "alive:1")
     await dead.close()
     await alive.close()
+
+
+async def test_route_choices_are_kept_per_identity_and_can_be_forgotten(store: StateStore) -> None:
+    first, second = ident(), ident()
+    assert await store.get_route(first) is None
+    await store.set_route(first, "shadow")
+    await store.set_route(second, "legacy")
+    await store.set_route(first, "translate")  # a later choice replaces the earlier one
+    assert (await store.get_route(first), await store.get_route(second)) == ("translate", "legacy")
+    await store.set_route(first, None)
+    assert (await store.get_route(first), await store.get_route(second)) == (None, "legacy")
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.set_route(first, "shadow")
+    await store.open()
+    assert await store.get_route(second) == "legacy"  # kept across a close and reopen
