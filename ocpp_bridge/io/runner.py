@@ -82,9 +82,13 @@ class RideThrough:
     backoff_max: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        """Equal jitter: half the doubled back-off fixed, half random (never 0, never in lock-step)."""
-        ceiling = float(min(self.backoff_max, self.backoff_min * 2 ** max(0, attempt - 1)))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return backoff_delay(attempt, self.backoff_min, self.backoff_max)
+
+
+def backoff_delay(attempt: int, low: float, high: float) -> float:
+    """Equal jitter: half the doubled back-off fixed, half random (never 0, never in lock-step)."""
+    ceiling = float(min(high, low * 2 ** max(0, attempt - 1)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,7 @@ class RoutedLinks:
     legacy_frames: FrameGate | None = None  # the old central system's frame-rate gate (the CSMS's is the runner's)
 
     def delay(self, attempt: int) -> float:
-        return RideThrough(self.openers["csms"], self.backoff_min, self.backoff_max).delay(attempt)
+        return backoff_delay(attempt, self.backoff_min, self.backoff_max)
 
 
 class SessionRunner:
@@ -251,13 +255,15 @@ class SessionRunner:
         """Read one link; while the session wants it, reopen it with jittered back-off whenever it goes away."""
         assert self.routed is not None
         frame_event, lost_event, connected_event = _LINK_EVENTS[name]
-        attempt = 0
+        attempt, lost = 0, False
         while True:
             if connection is None:
                 if not self._wanted.get(name):
                     return
                 attempt += 1
-                await asyncio.sleep(self.routed.delay(attempt) if attempt > 1 else 0)
+                # a first opening goes at once; reopening a lost link waits (jittered: a restarted central
+                # system is not hit by every charger in the same second)
+                await asyncio.sleep(self.routed.delay(attempt) if lost or attempt > 1 else 0)
                 try:
                     connection = await self.routed.openers[name]()
                 except HandshakeRefused as refused:
@@ -281,6 +287,7 @@ class SessionRunner:
             except ConnectionClosed:
                 pass
             self._set_link(name, None)
+            lost = True
             telemetry.event("upstream.link_closed", identity=self.identity, link=name, code=connection.close_code)
             await self._inbox.put(lost_event(time.time()))
             connection = None
