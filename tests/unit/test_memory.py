@@ -1,10 +1,14 @@
-"""The serving process's collector policy: young generations as usual, the whole heap on a timer."""
+"""The serving process's collector policy: young generations as usual, the whole heap on a timer or after many
+sessions ended."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 
+import pytest
+
+from ocpp_bridge.io import memory
 from ocpp_bridge.io.memory import YOUNG_THRESHOLDS, Collector
 
 
@@ -24,3 +28,22 @@ async def test_the_oldest_generation_is_collected_on_the_timer_only() -> None:
         collector.stop()
         gc.unfreeze()
     assert gc.get_threshold() == before
+
+
+async def test_many_ended_sessions_start_a_collection_before_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = {"open": 1000, "closed": 0}
+    monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.02)
+    collector = Collector(lambda: (counts["open"], counts["closed"]), interval=3600)
+    collector.start()
+    try:
+        await asyncio.sleep(0.1)
+        assert collector.full_collections == 0
+        counts["closed"] = 99  # fewer than 100 and than 10 % of the open sessions: not yet
+        await asyncio.sleep(0.1)
+        assert collector.full_collections == 0
+        counts["closed"] = 150
+        await asyncio.sleep(0.1)
+        assert collector.full_collections == 1
+    finally:
+        collector.stop()
+        gc.unfreeze()
