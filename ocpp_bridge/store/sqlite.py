@@ -80,6 +80,8 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
 
 
 class SqliteStore:
+    leases = False  # one process owns the file: claim, renew and release are no-ops
+
     def __init__(self, path: str | Path, durability: str = "normal") -> None:
         if durability not in _DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(_DURABILITY)}, not {durability!r}")
