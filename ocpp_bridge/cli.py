@@ -195,7 +195,8 @@ async def _serve(settings: config.Settings, core_settings: CoreSettings, config_
     except (StoreError, OSError) as exc:
         print(f"ocpp-bridge: cannot start: {exc}", file=sys.stderr)
         return 1
-    collector = Collector()  # the cyclic collector's policy for a long-running server (io/memory.py)
+    # the cyclic collector's policy for a long-running server (io/memory.py)
+    collector = Collector(lambda: (telemetry.TELEMETRY.sessions_open, telemetry.TELEMETRY.sessions_closed))
     collector.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -103,6 +103,8 @@ class Telemetry:
     tracer_provider: TracerProvider | None = None
     debug_identities: frozenset[str] = frozenset()
     gauges: dict[str, Callable[[], Iterable[tuple[float, dict[str, str]]]]] = field(default_factory=dict)
+    sessions_open: int = 0  # charger sessions open now, and closed since start (io/memory.py reads them)
+    sessions_closed: int = 0
 
     def __post_init__(self) -> None:
         # Events are counted in a plain dict and reported by an observable counter when metrics are collected:
@@ -164,6 +166,8 @@ class Telemetry:
 
     def session(self, opened: bool, protocol: str, profile: str = "0") -> None:
         delta = 1 if opened else -1
+        self.sessions_open += delta
+        self.sessions_closed += 0 if opened else 1
         self.chargers.add(delta, {"protocol": protocol, "security_profile": profile})
         self.upstream_links.add(delta)
 

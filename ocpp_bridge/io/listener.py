@@ -566,6 +566,8 @@ class Bridge:
 
     async def _keep_lease(self, runner: SessionRunner, owner: str) -> None:
         """Renew this session's claim; when another replica took the charger over, end this session."""
+        if not self.store.leases:
+            return
         while True:
             await asyncio.sleep(LEASE_RENEWAL)
             if not await self.store.renew(runner.identity, owner):

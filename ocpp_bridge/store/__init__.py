@@ -17,6 +17,10 @@ class StoreError(Exception):
 
 
 class StateStore(Protocol):
+    # Whether ownership is a lease that each session must renew (shared stores); one process owning the file
+    # needs no renewal, and 10,000 sessions renewing every second cost CPU and bursts of wake-ups for nothing.
+    leases: bool
+
     async def open(self) -> None: ...
 
     async def load(self, identity: str) -> ChargerState:

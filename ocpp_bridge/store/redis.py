@@ -61,6 +61,8 @@ def _key(identity: str, part: str) -> str:
 
 
 class RedisStore:
+    leases = True  # replicas share the store: a session keeps its charger by renewing its lease
+
     def __init__(self, url: str, lease_ttl: float = 3.0) -> None:
         # renewed every second (listener.LEASE_RENEWAL): a dead replica holds a charger for at most this long
         self.url = url

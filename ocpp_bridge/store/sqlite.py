@@ -1,8 +1,9 @@
 """The embedded default store: one SQLite file in WAL mode.
 
-Why this exists: a sidecar needs durable state without another service to run. Each ``apply`` is one
-transaction. ``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a
-power loss, at the cost of an fsync per commit (SQLite docs, "WAL mode"). Records are stored as JSON next to
+Why this exists: a sidecar needs durable state without another service to run. Each ``apply`` is atomic and
+returns once committed; the ``apply`` calls of one event-loop turn share one transaction (group commit).
+``synchronous=NORMAL`` (the default) survives a crash of the process; ``FULL`` also survives a power loss, at
+the cost of an fsync per commit (SQLite docs, "WAL mode"). Records are stored as JSON next to
 the columns the lookups need, so the schema does not change whenever a record gains a field.
 """
 
@@ -80,6 +81,8 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
 
 
 class SqliteStore:
+    leases = False  # one process owns the file: claim, renew and release are no-ops
+
     def __init__(self, path: str | Path, durability: str = "normal") -> None:
         if durability not in _DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(_DURABILITY)}, not {durability!r}")
