@@ -61,6 +61,11 @@ class Outbox:
     def load(self, queued: tuple[QueuedMessage, ...]) -> None:
         self.items = sorted((q for q in queued if q.identity == self.session.identity and not q.delivered),
                             key=lambda q: q.seq)
+        # The counter is not written with every queued message (it would rewrite the charger record, a few KB,
+        # per MeterValues): numbers only order what is queued, so the next one follows the highest stored.
+        if self.items:
+            meta = self.session.meta
+            meta.next_queue_seq = max(meta.next_queue_seq, self.items[-1].seq + 1)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -70,7 +75,7 @@ class Outbox:
 
     def enqueue(self, action: str, payload: dict[str, Any], *, key: str | None = None, local_id: int | None = None,
                 on_answer: AnswerHook | None = None) -> QueuedMessage:
-        """Queue a message and persist it with the charger record (its seq counter) in one atomic write.
+        """Queue a message and persist it (with the messages it replaces) in one atomic write.
 
         Callers add their own records (the transaction) to the same write by persisting them *before* calling
         this, in the same event; the shell applies consecutive Persist commands before any send. The message is
@@ -86,7 +91,7 @@ class Outbox:
         self.session.note_peer(f"queued:{item.seq}", action)
         if on_answer is not None:
             self._hooks[item.seq] = on_answer
-        self.session.persist(meta, item, *replaced)
+        self.session.persist(item, *replaced)
         if len(self.items) % QUEUE_ALERT_STEP == 0:
             self.session.emit("queue.growing", depth=len(self.items), oldest_age=round(self.oldest_age(), 1))
         if self.session.offline and len(self.items) > self.session.settings.max_queue:

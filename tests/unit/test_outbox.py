@@ -654,7 +654,7 @@ def test_records_the_store_refused_go_again_with_the_next_write_in_their_current
     tx = [r for r in write.records if isinstance(r, TxRecord)]
     meta = [r for r in write.records if isinstance(r, ChargerMeta)]
     assert [(r.local_id, r.seq_no) for r in tx] == [(local_id, 3)]  # the current version, not the refused one
-    assert [m.next_queue_seq for m in meta] == [pb.session.meta.next_queue_seq]
+    assert meta == []  # a MeterValues writes no charger record: the queue counter is rebuilt at load
     assert [q.seq for q in _queued(write.records)] == [first.seq, first.seq + 1]
     mark = len(pb.commands)
     _answered(pb, "MeterValues", _mv(local_id, 45))
@@ -674,7 +674,7 @@ def test_after_a_refused_write_the_charger_retry_is_recognised_and_the_records_w
     mark = len(pb.commands)
     assert _answered(pb, "MeterValues", payload) == {}  # the store works again: the retry is answered ...
     (write,) = _writes(pb, mark)
-    assert {type(r).__name__ for r in write.records} == {"ChargerMeta", "TxRecord", "QueuedMessage"}
+    assert {type(r).__name__ for r in write.records} == {"TxRecord", "QueuedMessage"}
     assert [q.payload["seqNo"] for q in _queued(write.records)] == [1]  # ... with the refused write, once
     assert len(pb.session.outbox) == 1  # the event, still in flight from the first attempt
     assert [c.payload["seqNo"] for c in _deliver_all(pb)] == [1]
@@ -748,3 +748,24 @@ def test_transaction_data_is_never_set_aside_whatever_the_csms_answers() -> None
         pb.advance(pb.session.settings.retry_delay(attempt))
         meter = pb.csms_receives("MeterValues")  # sent again, every time
     assert "queue.refused" not in pb.emitted_kinds()
+
+
+def test_queue_numbers_after_a_restart_follow_the_highest_stored_message() -> None:
+    """The counter is not written with each queued message; the stored queue itself says where to go on."""
+    pb = Playbook.translated()
+    local_id, _ = pb.start()
+    _lost(pb)
+    for minute in (15, 30, 45):
+        _answered(pb, "MeterValues", _mv(local_id, minute))
+    written = {q.seq: q for command in pb.commands if isinstance(command, Persist)
+               for q in _queued(command.records)}
+    stored_meta = ChargerMeta("CP-1", next_queue_seq=1)  # as if the charger record was written long before
+    tx = pb.session.ledger.get(local_id)
+    assert tx is not None
+    restarted = Playbook.translated(state=ChargerState(stored_meta, (tx.snapshot(),),
+                                                       tuple(written[seq] for seq in sorted(written))))
+    _lost(restarted)
+    mark = len(restarted.commands)
+    _answered(restarted, "MeterValues", _mv(local_id, 50))
+    (write,) = _writes(restarted, mark)
+    assert [q.seq for q in _queued(write.records)] == [max(written) + 1]  # never a number still in the queue
