@@ -149,6 +149,8 @@ class SessionRunner:
         self.connected_at = time.time()
         self._inbox: asyncio.Queue[Event | _Closed | _Barrier] = asyncio.Queue(INBOX_SIZE)
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the current timer fires (epoch)
+        self._wake_at = 0.0  # when the session asked to be woken (epoch)
         self.finished = asyncio.Event()
 
     async def run(self) -> None:
@@ -400,13 +402,26 @@ class SessionRunner:
         telemetry.frame(self.identity, direction, shown)
 
     def _schedule(self, at: float) -> None:
+        """Tick at ``at`` (epoch). A timer that fires no later stays: most requests only move the session's next
+        deadline later (a new call's timeout), and replacing the timer each time left a cancelled handle in the
+        loop's heap per message (alive, and walked by the collector, until its time came)."""
+        self._wake_at = at
+        if self._timer is not None and self._timer_at <= at:
+            return  # it fires first; _wake sleeps again until ``at`` if it is still ahead
         if self._timer is not None:
             self._timer.cancel()
+        self._arm(at)
+
+    def _arm(self, at: float) -> None:
         loop = asyncio.get_running_loop()
+        self._timer_at = at
         self._timer = loop.call_at(loop.time() + max(0.0, at - time.time()), self._wake)
 
     def _wake(self) -> None:
         self._timer = None
+        if self._wake_at > time.time():  # the deadline moved later since the timer was set
+            self._arm(self._wake_at)
+            return
         try:
             self._inbox.put_nowait(Tick(time.time()))
         except asyncio.QueueFull:  # busy session: try again shortly rather than block the loop
