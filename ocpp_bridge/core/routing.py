@@ -48,6 +48,7 @@ from .events import (
     SendToLegacy,
     SessionStarted,
     Tick,
+    UpstreamConnected,
     UpstreamLost,
 )
 from .rpc import Call, CallError, CallResult, ErrorCode, Version
@@ -175,6 +176,8 @@ class RoutedSession:
         self._backlog_deadline = 0.0
         self._links: Links | None = None
         self._wakeup: float | None = None
+        self._held: list[tuple[Call, str, CallResult]] = []  # mirrored calls waiting for the first CSMS link
+        self._hold_until = 0.0
         self._out: list[Command] = []
         if mode == "shadow":
             report.shadow_since = None  # set when the session starts
@@ -202,6 +205,8 @@ class RoutedSession:
         elif isinstance(event, Tick):
             self._core(self.core.feed(event))
             self._expire()
+            if self._held and self.now >= self._hold_until:
+                self._release_held()  # no link in time: the translating session answers them as offline
         elif isinstance(event, LegacyLost):
             self._legacy_lost()
         elif isinstance(event, LegacyConnected):
@@ -211,10 +216,15 @@ class RoutedSession:
             self._route_changed(event.mode)
         else:
             self._core(self.core.feed(event))
-            if isinstance(event, SessionStarted) and self.mode == "shadow":
-                self.report.shadow_since = event.now
+            if isinstance(event, SessionStarted):
+                if self.mode == "shadow":
+                    self.report.shadow_since = event.now
+                if not self.core.upstream_up:
+                    self._hold_until = event.now + self.timeout
             if isinstance(event, UpstreamLost) and self.mode != "translate":
                 self.core.disarm_grace()  # the old system answers for the charger: no outage to end
+            if isinstance(event, UpstreamConnected):
+                self._release_held()
         self._pump_backlog()
         self._update_links()
         self._schedule()
@@ -355,6 +365,11 @@ class RoutedSession:
     # --- the mirror: the translating session sees what the old system accepted ---------------------------
 
     def _mirror(self, call: Call, text: str, answer: CallResult) -> None:
+        if not self.core.upstream_up and self.now < self._hold_until:
+            # The new CSMS's link is still being opened (a session that starts on a shadow route opens it after
+            # the charger's handshake): the charger's first messages, its BootNotification above all, wait for it.
+            self._held.append((call, text, answer))
+            return
         if call.action == "StartTransaction":
             local_id = answer.payload["transactionId"]
             if self.core.ledger.get(local_id) is not None:  # e.g. an id the bridge numbered before a roll-back
@@ -368,6 +383,12 @@ class RoutedSession:
                                detail="the new CSMS never saw this transaction start: it gets a Started+Ended pair")
         self._captured[call.unique_id] = (call, answer)
         self._core(self.core.feed(FrameFromCharger(text, self.now)))
+
+    def _release_held(self) -> None:
+        self._hold_until = 0.0  # holding is for the first opening only; later outages are the queue's business
+        held, self._held = self._held, []
+        for call, text, answer in held:
+            self._mirror(call, text, answer)
 
     def _compare(self, call: Call, legacy: CallResult, text: str) -> None:
         """The translating session answered a mirrored call: what would the new CSMS have told the charger?"""
@@ -507,7 +528,8 @@ class RoutedSession:
         """One wake-up for the translating session's timers and this session's own deadlines."""
         wake = [f.deadline for f in self._forwarded.values()]
         wake += [t for t in (self.core.wakeup, self._lane.busy[1] if self._lane.busy else None,
-                             self._backlog_deadline if self._backlog_id else None) if t is not None]
+                             self._backlog_deadline if self._backlog_id else None,
+                             self._hold_until if self._held else None) if t is not None]
         at = min(wake) if wake else None
         if at is not None and at != self._wakeup:
             self._out.append(ScheduleWakeup(at))

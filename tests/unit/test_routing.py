@@ -238,3 +238,23 @@ def test_an_old_system_reusing_a_transaction_id_the_ledger_holds_is_a_difference
     assert pb.to_csms == []  # not mirrored
     assert pb.core.ledger.get(local_id).tx_id == tx_id  # the new CSMS's transaction is untouched
     assert _routed(pb).report.counts == {"transaction_id_collision": 1}
+
+
+def test_the_first_messages_of_a_shadow_session_wait_for_the_new_csms_link() -> None:
+    from ocpp_bridge.core.events import UpstreamConnected
+
+    pb = Playbook.routed("shadow", csms_open=False)  # the session opens the new CSMS's side after the handshake
+    _legacy_roundtrip(pb, "BootNotification", BOOT, BOOT_ANSWER)
+    assert pb.to_csms == []  # held, not answered as offline
+    pb.feed(UpstreamConnected(pb.now))
+    boot = pb.csms_receives("BootNotification")
+    pb.csms_answers(boot, {"status": "Accepted", "currentTime": "2024-05-01T10:00:00Z", "interval": 300})
+    assert _routed(pb).report.differences == 0
+
+
+def test_held_messages_are_let_go_when_the_new_csms_link_does_not_come() -> None:
+    pb = Playbook.routed("shadow", csms_open=False)
+    _legacy_roundtrip(pb, "BootNotification", BOOT, BOOT_ANSWER)
+    pb.advance(CoreSettings().call_timeout + 1)
+    assert pb.to_csms == [] and pb.to_charger == []  # the charger had its answer from the old system already
+    assert _routed(pb).report.counts == {"boot_status": 1}  # the bridge could only say Pending for the new CSMS
