@@ -179,8 +179,6 @@ class RoutedSession:
         self._held: list[tuple[Call, str, CallResult]] = []  # mirrored calls waiting for the first CSMS link
         self._hold_until = 0.0
         self._out: list[Command] = []
-        if mode == "shadow":
-            report.shadow_since = None  # set when the session starts
 
     # --- what the shell and the admin API read -----------------------------------------------------------
 
@@ -217,8 +215,8 @@ class RoutedSession:
         else:
             self._core(self.core.feed(event))
             if isinstance(event, SessionStarted):
-                if self.mode == "shadow":
-                    self.report.shadow_since = event.now
+                # a report outlives its session: a period of an earlier connection is not this one's
+                self.report.shadow_since = event.now if self.mode == "shadow" else None
                 if not self.core.upstream_up:
                     self._hold_until = event.now + self.timeout
             if isinstance(event, UpstreamLost) and self.mode != "translate":

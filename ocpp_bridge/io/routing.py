@@ -53,10 +53,6 @@ class Routing:
         self.reports: LRUCache[str, ShadowReport] = LRUCache(REPORTS_KEPT)
         self._switching: set[asyncio.Task[None]] = set()
 
-    @property
-    def any_legacy(self) -> bool:
-        return any(target.legacy for target in self.table.upstreams.values())
-
     async def route_for(self, identity: str) -> Route:
         """The route a connecting charger takes: the operator's choice if there is one, else its rules."""
         route = self.table.resolve(identity)
