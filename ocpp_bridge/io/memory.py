@@ -3,29 +3,41 @@
 Why this exists: at 2,000 connected chargers the heap holds about 500,000 container objects (sessions, sockets,
 buffers, records), and CPython's default policy walks all of them whenever the objects promoted to the oldest
 generation reach a quarter of it. Under load that happened about once a second, stalled the event loop for
-130-380 ms each time, and took a third of the bridge's CPU (measured with ``benchmarks/load.py``). Its young
-collections are triggered by allocations minus deallocations, so the deaths of older objects let the young
-generation grow far past its threshold: at 1,500 messages/s they still stalled the loop for 10-47 ms several
-times a second, most of the added p99 latency (67 ms with them, 9 ms with the collector off).
+130-380 ms each time, and took a third of the bridge's CPU (measured with ``benchmarks/load.py``).
 
-Nearly nothing the bridge allocates per message is cyclic garbage (reference counting frees it), so the
-collector does not run on allocations at all here: the young generations are collected once a second (only
-what was allocated since and is still alive is walked, a few milliseconds), the whole heap every 5 minutes, or
-sooner once many sessions have ended (a closed session's objects are long-lived and form cycles: only a
-collection of the whole heap frees them, so a mass reconnect must not wait minutes for it).
+Collecting only the young generations, once a second, was the next step, and still cost 9-11 % of the CPU and a
+70-90 ms stall every second at 2,000 chargers in the closed loop: what is young at any moment is mostly the
+in-flight state of every connection (a coroutine chain, a future and an iterator per pending read, the frames
+and commands of the messages in flight: ~96,000 objects), rebuilt with each message, so each collection walks
+all of it again, and it found nothing: under load the bridge makes no cyclic garbage at all (reference counting
+frees everything per message; measured with ``gc.callbacks``: 0 objects collected by the young collections).
+
+So nothing is walked on a timer. Once a second, what was allocated since is moved to the permanent generation
+(``gc.freeze``, a constant-time list splice), out of every collection's way. The whole heap is collected
+(``gc.unfreeze`` + ``gc.collect``) when it is really worth it:
+
+* the heap grew by a quarter since the last full collection (CPython's own rule for its oldest generation, but
+  measured as memory blocks allocated now, ``sys.getallocatedblocks``, so the in-flight objects that die a
+  moment later do not count, and cyclic garbage, which is never freed otherwise, does);
+* many sessions ended (a closed session's objects form cycles that only a collection frees, so a mass
+  reconnect must not wait for the timer);
+* or 5 minutes passed (cyclic garbage made at a low rate, e.g. by exceptions, is freed at least that often).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import Callable
 from typing import Final
 
 FULL_COLLECTION_INTERVAL: Final = 300.0  # seconds between two collections of the whole heap, at most
-CHECK_INTERVAL: Final = 1.0  # seconds between two collections of the young generations
+CHECK_INTERVAL: Final = 1.0  # seconds between two freezes of what was allocated meanwhile
 ENDED_SESSIONS: Final = 100  # sessions ended since the last collection that start one at once...
 ENDED_SHARE: Final = 0.1  # ... or this share of the open sessions, whichever is larger
+GROWTH_SHARE: Final = 0.25  # growth of the heap, as a share of it after the last collection, that starts one
+GROWTH_MIN: Final = 200_000  # ... but never for fewer new memory blocks than this
 
 
 class Collector:
@@ -38,15 +50,18 @@ class Collector:
         self.sessions = sessions
         self.interval = interval
         self.full_collections = 0
+        self.freezes = 0
+        self.collected = 0  # objects the full collections freed, in all
         self._timer: asyncio.TimerHandle | None = None
         self._was_enabled = gc.isenabled()
-        self.young_collections = 0
         self._last = 0.0  # loop time of the last full collection
         self._closed = 0  # sessions closed at the last full collection
+        self._heap = 0  # memory blocks allocated after the last full collection
 
     def start(self) -> None:
+        gc.disable()  # no collection triggered by allocations; _check decides
         gc.freeze()  # what start-up allocated is never garbage: no collection walks it again
-        gc.disable()  # no collection triggered by allocations; _check runs them
+        self._heap = sys.getallocatedblocks()
         self._last = asyncio.get_running_loop().time()
         self._closed = self.sessions()[1]
         self._schedule()
@@ -57,18 +72,30 @@ class Collector:
     def _check(self) -> None:
         now = asyncio.get_running_loop().time()
         open_now, closed = self.sessions()
-        if now - self._last >= self.interval or closed - self._closed >= max(ENDED_SESSIONS, ENDED_SHARE * open_now):
-            gc.collect()
-            self.full_collections += 1
+        if (now - self._last >= self.interval
+                or closed - self._closed >= max(ENDED_SESSIONS, ENDED_SHARE * open_now)
+                or sys.getallocatedblocks() - self._heap >= max(GROWTH_MIN, GROWTH_SHARE * self._heap)):
+            self.collect()
             self._last, self._closed = now, closed
         else:
-            gc.collect(1)
-            self.young_collections += 1
+            gc.freeze()
+            self.freezes += 1
         self._schedule()
+
+    def collect(self) -> int:
+        """Collect the whole heap now (frozen objects included); returns how many objects it freed."""
+        gc.unfreeze()
+        freed = gc.collect()
+        gc.freeze()
+        self.full_collections += 1
+        self.collected += freed
+        self._heap = sys.getallocatedblocks()
+        return freed
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        gc.unfreeze()
         if self._was_enabled:
             gc.enable()

@@ -1,10 +1,12 @@
-"""The serving process's collector policy: no collection on allocations; the young generations on a timer, the
-whole heap on a slower one or after many sessions ended."""
+"""The serving process's collector policy: nothing walked on a timer or on allocations; what was allocated is
+frozen once a second; the whole heap collected when it grew by a quarter, after many sessions ended, or on a
+slow timer."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
 import pytest
 
@@ -12,22 +14,51 @@ from ocpp_bridge.io import memory
 from ocpp_bridge.io.memory import Collector
 
 
-async def test_collections_run_on_the_timer_not_on_allocations(monkeypatch: pytest.MonkeyPatch) -> None:
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+async def test_young_objects_are_frozen_and_a_cycle_is_freed_by_the_full_collection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.02)
-    collector = Collector(interval=0.15)
+    collector = Collector(interval=0.25)
     collector.start()
     try:
         assert not gc.isenabled()
-        cycle: list[object] = []
-        cycle.append(cycle)
-        del cycle
+        node = _Node()
+        alive = weakref.ref(node)
+        del node
+        await asyncio.sleep(0.1)
+        assert collector.freezes >= 2
+        assert collector.full_collections == 0
+        assert alive() is not None  # frozen, not walked: still there
         await asyncio.sleep(0.3)
-        assert collector.young_collections >= 3
-        assert collector.full_collections >= 1  # and the cycle above is gone with it
+        assert collector.full_collections >= 1
+        assert alive() is None  # the whole heap, frozen objects included, was collected
     finally:
         collector.stop()
-        gc.unfreeze()
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+async def test_a_growing_heap_starts_a_collection_before_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.02)
+    monkeypatch.setattr(memory, "GROWTH_MIN", 5_000)
+    collector = Collector(interval=3600)
+    collector.start()
+    try:
+        await asyncio.sleep(0.1)
+        assert collector.full_collections == 0
+        garbage = [_Node() for _ in range(max(10_000, collector._heap // 3))]  # >= a quarter of the heap
+        probe = weakref.ref(garbage[0])
+        del garbage  # the list goes, the cycles stay: net growth without any deallocation
+        await asyncio.sleep(0.1)
+        assert collector.full_collections == 1
+        assert probe() is None
+        assert collector.collected >= 10_000
+    finally:
+        collector.stop()
 
 
 async def test_many_ended_sessions_start_a_collection_before_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,4 +77,3 @@ async def test_many_ended_sessions_start_a_collection_before_the_timer(monkeypat
         assert collector.full_collections == 1
     finally:
         collector.stop()
-        gc.unfreeze()
