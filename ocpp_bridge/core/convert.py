@@ -125,8 +125,13 @@ _DECIMAL: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", r
 
 
 def _number(text: str) -> int | float | None:
-    if text.isdigit() and text.isascii() and len(text) < 19:  # the common case: a plain Wh/W reading
-        return int(text)
+    if text.isascii():
+        if text.isdigit():
+            if len(text) < 19:  # the common case: a plain Wh/W reading
+                return int(text)
+        elif text.replace(".", "", 1).isdigit():  # the other common case: "230.4", "5.", ".5" (ASCII digits only)
+            value = float(text)
+            return value if math.isfinite(value) else None
     if not _DECIMAL.fullmatch(text):
         return None
     if "." not in text and "e" not in text and "E" not in text:  # an integer (no exception raised for the rest)

@@ -7,15 +7,16 @@ reaches the store before the ``SendToCharger`` that follows it (the ledger's dur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from .immutable import immutable
 from .state import ChargerState, Record
 
 # --- events -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SessionStarted:
     """The charger and its upstream link are both open; ``state`` is what the store holds for it."""
 
@@ -23,40 +24,40 @@ class SessionStarted:
     state: ChargerState
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FrameFromCharger:
     text: str | bytes
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FrameFromCsms:
     text: str | bytes
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Tick:
     """A wake-up the session asked for with :class:`ScheduleWakeup` (or any later moment)."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UpstreamLost:
     """The CSMS connection closed or failed while the charger is still connected."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class UpstreamConnected:
     """The CSMS connection is back (reconnected by the shell)."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PersistFailed:
     """The store refused these records; the core writes them again with its next Persist."""
 
@@ -64,7 +65,7 @@ class PersistFailed:
     records: tuple[Record, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class FrameFromLegacy:
     """A frame from the old OCPP 1.6 central system (a routed session's legacy link, issue 8)."""
 
@@ -72,21 +73,21 @@ class FrameFromLegacy:
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LegacyLost:
     """The legacy link closed or failed while the charger is still connected."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LegacyConnected:
     """The legacy link is open (again)."""
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RouteChanged:
     """An operator moved the charger to another route mode (admin API or reload); the charger stays connected."""
 
@@ -100,48 +101,48 @@ Event = (SessionStarted | FrameFromCharger | FrameFromCsms | Tick | UpstreamLost
 # --- commands -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SendToCharger:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SendToCsms:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Persist:
     """Write these records atomically before running the next command."""
 
     records: tuple[Record, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ScheduleWakeup:
     """Feed a :class:`Tick` at (or soon after) epoch time ``at``; replaces any earlier request."""
 
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CloseCharger:
     code: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CloseCsms:
     code: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SendToLegacy:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Links:
     """Which upstream links a routed session needs now: the shell opens the missing ones (retrying with back-off)
     and closes the ones no longer needed."""
@@ -150,7 +151,7 @@ class Links:
     legacy: bool
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Emit:
     """Something an operator may want to see: becomes a log line and a metric in the shell."""
 

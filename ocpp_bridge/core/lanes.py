@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .immutable import immutable
 from .rpc import CallError
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Outcome:
     """The answer to a call: a CALLRESULT payload, or an error (a CALLERROR, a timeout, an invalid answer)."""
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 
 import orjson
+
+from .immutable import immutable
 
 MAX_MESSAGE_ID_LENGTH: Final = 36  # OCPP-J 1.6 §4.1.4, 2.0.1 Part 4 §4.1.4: messageId is string[36]
 MAX_DESCRIPTION_LENGTH: Final = 255  # 2.0.1 Part 4 §4.2.3: errorDescription is string[255]
@@ -96,20 +98,20 @@ def read_error_code(name: str) -> ErrorCode:
     return _ALIASES.get(name, ErrorCode.GENERIC_ERROR)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Call:
     unique_id: str
     action: str
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallResult:
     unique_id: str
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallError:
     unique_id: str
     code: ErrorCode
@@ -117,7 +119,7 @@ class CallError:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CallResultError:
     """2.1: an error about a CALLRESULT the peer sent (21P4 §4.2.3)."""
 
@@ -127,7 +129,7 @@ class CallResultError:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Send:
     """2.1: an unconfirmed message; the receiver SHALL NOT respond (21P4 §4.2.4)."""
 
