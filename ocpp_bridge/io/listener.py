@@ -51,7 +51,7 @@ from ..routes import Route
 from ..store import StateStore, StoreError
 from . import security
 from .admin import AdminServer, tls_context
-from .handshake import HandshakeRefused, choose_version, identity_from_path
+from .handshake import HandshakeRefused, choose_version, forget_headers, identity_from_path
 from .limits import (
     AuthThrottle,
     ConnectionGuard,
@@ -485,6 +485,7 @@ class Bridge:
 
     async def _handle(self, listener: _Listener, connection: ServerConnection) -> None:
         self.guard.established(_fd(connection))
+        forget_headers(connection)  # process_request read them
         prepared = self._prepared.pop(connection, None)
         if prepared is None or prepared.charger_version is None:
             await connection.close(UNSUPPORTED_SUBPROTOCOL_CLOSE, "no supported OCPP subprotocol offered")

@@ -31,7 +31,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from . import security
-from .handshake import HandshakeRefused
+from .handshake import HandshakeRefused, forget_headers
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -131,7 +131,7 @@ async def open_upstream(base: str, identity: str, protocols: Sequence[str], auth
         raise HandshakeRefused(502, "the bridge's client certificate for this charger is unusable") from None
     tls: dict[str, Any] = {"ssl": context} if context is not None and base.startswith("wss://") else {}
     try:
-        return await connect(
+        connection = await connect(
             upstream_url(base, identity),
             subprotocols=[Subprotocol(p) for p in protocols],
             additional_headers=headers,
@@ -161,3 +161,5 @@ async def open_upstream(base: str, identity: str, protocols: Sequence[str], auth
         raise HandshakeRefused(502, f"TLS with the CSMS failed: {exc.reason or type(exc).__name__}") from None
     except (TimeoutError, OSError) as exc:
         raise HandshakeRefused(503, f"CSMS unreachable: {type(exc).__name__}") from None
+    forget_headers(connection)
+    return connection

@@ -39,3 +39,30 @@ def test_version_follows_the_chargers_preference() -> None:
 def test_nothing_in_common() -> None:
     assert choose_version([]).version is None
     assert choose_version(["ocpp1.5, wamp"]).version is None
+
+
+async def test_the_upgrade_headers_are_forgotten_once_read_and_the_connection_still_works() -> None:
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from ocpp_bridge.io.handshake import forget_headers
+
+    seen: list[str] = []
+
+    async def echo(connection: ServerConnection) -> None:
+        assert connection.request is not None
+        seen.append(connection.request.headers["Sec-WebSocket-Protocol"])
+        forget_headers(connection)
+        async for message in connection:
+            await connection.send(message)
+
+    async with serve(echo, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:  # type: ignore[list-item]
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/CP1", subprotocols=["ocpp1.6"]) as client:  # type: ignore[list-item]
+            forget_headers(client)
+            assert client.request is not None and client.response is not None
+            assert not client.request.headers and not client.response.headers
+            assert client.subprotocol == "ocpp1.6"
+            await client.send('[2,"1","Heartbeat",{}]')
+            assert await client.recv() == '[2,"1","Heartbeat",{}]'
+    assert seen == ["ocpp1.6"]
