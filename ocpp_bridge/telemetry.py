@@ -111,6 +111,7 @@ class Telemetry:
         # an OpenTelemetry Counter.add costs ~10 us (attribute cleaning, aggregation lookup), too much for an
         # event a flooding peer produces thousands of times a second (issue 5). Survives rebuild().
         self._event_counts: dict[str, int] = {}
+        self._exchange_counts: dict[tuple[str, str, str], int] = {}  # the same for every exchange (~2.5 us saved)
         self._instruments()
 
     def rebuild(self, provider: MeterProvider, tracer_provider: TracerProvider | None,
@@ -130,9 +131,9 @@ class Telemetry:
         meter = self.provider.get_meter("ocpp_bridge", __version__)
         self.chargers = meter.create_up_down_counter(
             "ocpp_bridge.chargers.connected", description="Connected chargers by protocol and security profile")
-        self.frames = meter.create_counter(
-            "ocpp_bridge.exchanges", description="Completed CALL exchanges by origin, action and outcome "
-            "(translated, synthesized, refused, invalid, failed)")
+        meter.create_observable_counter(
+            "ocpp_bridge.exchanges", [self._observe_exchanges], description="Completed CALL exchanges by origin, "
+            "action and outcome (translated, synthesized, refused, invalid, failed)")
         self.exchange_seconds = meter.create_histogram(
             "ocpp_bridge.exchange.duration", unit="s", description="From a CALL's arrival to its answer")
         meter.create_observable_counter("ocpp_bridge.events", [self._observe_events],
@@ -152,6 +153,10 @@ class Telemetry:
             return [Observation(value, attrs) for value, attrs in source()] if source else []
 
         return callback
+
+    def _observe_exchanges(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {"origin": origin, "action": action, "outcome": outcome})
+                for (origin, action, outcome), count in list(self._exchange_counts.items())]
 
     def _observe_events(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(count, {"kind": kind}) for kind, count in list(self._event_counts.items())]
@@ -174,7 +179,8 @@ class Telemetry:
     def exchange(self, fields: dict[str, Any]) -> None:
         attrs = {"origin": str(fields.get("origin")), "action": str(fields.get("action")),
                  "outcome": str(fields.get("outcome"))}
-        self.frames.add(1, attrs)
+        key = (attrs["origin"], attrs["action"], attrs["outcome"])
+        self._exchange_counts[key] = self._exchange_counts.get(key, 0) + 1
         started, ended = float(fields.get("started", 0)), float(fields.get("ended", 0))
         self.exchange_seconds.record(max(0.0, ended - started), {"origin": attrs["origin"],
                                                                  "action": attrs["action"]})
