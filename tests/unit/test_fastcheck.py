@@ -345,7 +345,9 @@ def _leaf(node: dict[str, Any], definitions: dict[str, Any],
             return ints, st.one_of(st.sampled_from(edge_values), st.just(float(math.ceil(low))), st.just(True))
         floats = st.floats(low, high, allow_nan=False)
         return st.one_of(ints, floats, st.sampled_from([low, high])), st.one_of(
-            st.sampled_from(edge_values), st.just(False), st.decimals(allow_nan=True))
+            # no Decimal NaN: fastjsonschema raises decimal.InvalidOperation comparing it with a bound, which
+            # check does not catch (not JSON: orjson never makes a Decimal; the same with and without fastcheck)
+            st.sampled_from(edge_values), st.just(False), st.decimals(allow_nan=False))
     if kind == "boolean":
         return st.booleans(), st.sampled_from([0, 1, "true"])
     if kind == "array":
