@@ -1,15 +1,17 @@
-"""Load benchmark: N simulated OCPP 1.6 chargers through three paths, measured side by side in one run.
+"""Load benchmark: N simulated OCPP 1.6 chargers through up to four paths, measured side by side in one run.
 
 Why this exists: the bridge's promise is that translating, validating and keeping a durable ledger costs little
 more than relaying bytes. Only a measurement against a bare relay, on the same machine in the same run, says
 how much more (issue 7). This program is the load generator and the conductor: it starts a lean CSMS sink
-(``sink.py``), a bare websockets relay (``relay.py``) and a real ``ocpp-bridge serve`` (default settings:
-validation on, SQLite state in a temporary directory), each in its own process so each one's CPU and memory
-can be read, and drives the same charger fleet along three paths:
+(``sink.py``), a bare websockets relay (``relay.py``), optionally the same relay on picows
+(``relay_picows.py``), and a real ``ocpp-bridge serve`` (default settings: validation on, SQLite state in a
+temporary directory), each in its own process so each one's CPU and memory can be read, and drives the same
+charger fleet along these paths:
 
-    direct   chargers --2.0.1--> sink                (the chargers speak the 2.0.1 equivalent of each frame)
-    relay    chargers --1.6--> relay --1.6--> sink    (the sink answers 1.6 in kind)
-    bridge   chargers --1.6--> ocpp-bridge --2.0.1--> sink
+    direct        chargers --2.0.1--> sink                       (the chargers speak the 2.0.1 equivalent of each frame)
+    relay         chargers --1.6--> relay --1.6--> sink          (the sink answers 1.6 in kind)
+    relay-picows  chargers --1.6--> relay_picows --1.6--> sink   (only when picows is installed and asked for)
+    bridge        chargers --1.6--> ocpp-bridge --2.0.1--> sink
 
 Per path: a connect storm (all N chargers connect and send BootNotification at once; time until every boot is
 answered), RSS per connected idle charger, a closed loop (each charger sends its next message when the previous
@@ -26,6 +28,7 @@ the CSMS's idTag) and RemoteStopTransaction (the transaction stops with reason R
 Results go to OUT/<timestamp>/: result.json, report.md and chart.png (when matplotlib is installed).
 
     python benchmarks/load.py --chargers 2000 --seconds 20 --paths direct,relay,bridge --rate 3000
+    python benchmarks/load.py --chargers 2000 --seconds 15 --paths relay,relay-picows,bridge --modes closed
     python benchmarks/load.py --chargers 10000 --modes storm       # connect storm and memory only
     python benchmarks/load.py --smoke --out /tmp/bench             # 5 chargers, a few seconds per path (CI)
 """
@@ -69,7 +72,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sink as sink_module  # the sibling script: its answers (for the self-check) and helpers
 
 HERE: Final = Path(__file__).resolve().parent
-PATHS: Final = ("direct", "relay", "bridge")
+PATHS: Final = ("direct", "relay", "relay-picows", "bridge")
+DEFAULT_PATHS: Final = "direct,relay,bridge"
+RELAYS: Final = ("relay", "relay-picows")  # bare relays the bridge is compared with, per message and per core
 MODES: Final = ("storm", "closed", "open")
 MAX_FRAME: Final = 1 << 20
 STARTUP_TIMEOUT: Final = 60.0  # seconds for a server to listen (the bridge compiles every schema first)
@@ -922,7 +927,7 @@ class Run:
 
 
 def _server_of(path: str) -> str:
-    return {"direct": "sink", "relay": "relay", "bridge": "bridge"}[path]
+    return {"direct": "sink", "relay": "relay", "relay-picows": "relay-picows", "bridge": "bridge"}[path]
 
 
 async def run_path(run: Run, path: str) -> dict[str, Any]:
@@ -1037,7 +1042,7 @@ _STEP_NAMES: Final = {BOOT: "BootNotification", HEARTBEAT: "Heartbeat", STATUS: 
 
 
 def _start_profiler(run: Run, path: str, mode: str) -> tuple[subprocess.Popen[bytes], Path] | None:
-    if not run.args.profile or path not in ("bridge", "relay") or mode != "closed":
+    if not run.args.profile or path not in ("bridge", *RELAYS) or mode != "closed":
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -1096,12 +1101,17 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     paths = results["paths"]
     summary: dict[str, Any] = {}
     closed = {p: r["closed"] for p, r in paths.items() if "closed" in r}
-    if "bridge" in closed and "relay" in closed:
-        bridge, relay = closed["bridge"]["messages_per_server_core"], closed["relay"]["messages_per_server_core"]
+    for name in RELAYS:  # keys bridge_vs_relay_* and bridge_vs_relay_picows_*
+        if "bridge" not in closed or name not in closed:
+            continue
+        key = name.replace("-", "_")
+        bridge, relay = closed["bridge"]["messages_per_server_core"], closed[name]["messages_per_server_core"]
         if bridge and relay:
-            summary["bridge_vs_relay_per_core"] = round(bridge / relay, 3)
-        summary["bridge_vs_relay_wall"] = round(closed["bridge"]["messages_per_second"]
-                                                / max(1e-9, closed["relay"]["messages_per_second"]), 3)
+            summary[f"bridge_vs_{key}_per_core"] = round(bridge / relay, 3)
+            # CPU per message the bridge spends beyond what this relay spends (both on the same fleet)
+            summary[f"bridge_extra_cpu_us_per_message_vs_{key}"] = round(1e6 / bridge - 1e6 / relay, 1)
+        summary[f"bridge_vs_{key}_wall"] = round(closed["bridge"]["messages_per_second"]
+                                                 / max(1e-9, closed[name]["messages_per_second"]), 3)
     opened = {p: r["open"]["latency_ms"] for p, r in paths.items() if "open" in r}
     if "direct" in opened:
         summary["added_latency_ms"] = {
@@ -1127,8 +1137,9 @@ def markdown(results: dict[str, Any]) -> str:
              f"{cfg['seconds']:g} s per measurement after {cfg['warmup']:g} s of warm-up; open loop at "
              f"{cfg['rate']:g} msg/s offered; CSMS-initiated calls at {cfg['csms_rate']:g}/s; "
              f"{cfg['meter_values']} MeterValues (10 sampled values) per transaction.", "",
-             f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, websockets {env['websockets']}; "
-             f"event loops: load generator and sink {env['loops']['loadgen']}, relay {env['loops']['relay']}, "
+             f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, websockets {env['websockets']}, "
+             f"picows {env.get('picows') or 'not installed'}; "
+             f"event loops: load generator and sink {env['loops']['loadgen']}, relays {env['loops']['relay']}, "
              f"bridge {env['loops']['bridge']}; RLIMIT_NOFILE {env['nofile']}.", ""]
     if any("closed" in r for r in paths.values()):
         lines += ["## Closed loop (each charger sends its next message as soon as the previous one is answered)", "",
@@ -1146,10 +1157,15 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_fmt(c['loadgen_cpu_us_per_message'], 1)} | "
                          f"{_fmt(c['latency_ms']['p50'], 2)} | {_fmt(c['latency_ms']['p99'], 2)} | "
                          f"{sum(c['call_errors'].values())} |")
-        if "bridge_vs_relay_per_core" in summary:
-            lines += ["", f"Bridge messages per core / relay messages per core: "
-                          f"**{summary['bridge_vs_relay_per_core']:.2f}** (target >= 0.65); wall-clock ratio "
-                          f"{summary['bridge_vs_relay_wall']:.2f}."]
+        for name in RELAYS:
+            key = name.replace("-", "_")
+            if f"bridge_vs_{key}_per_core" in summary:
+                lines += ["", f"Bridge messages per core / {name} messages per core: "
+                              f"**{summary[f'bridge_vs_{key}_per_core']:.2f}**"
+                              f"{' (target >= 0.65)' if name == 'relay' else ''}; "
+                              f"wall-clock ratio {summary[f'bridge_vs_{key}_wall']:.2f}; the bridge's CPU per "
+                              f"message beyond the {name}'s: "
+                              f"{summary[f'bridge_extra_cpu_us_per_message_vs_{key}']:,.1f} us."]
         lines.append("")
     if any("open" in r for r in paths.values()):
         lines += [f"## Open loop at {cfg['rate']:g} messages/s offered", "",
@@ -1254,8 +1270,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chargers", type=int, default=100, help="simulated chargers (default 100)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per loop (default 20)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each loop (default 2)")
-    parser.add_argument("--paths", default="direct,relay,bridge", help="comma-separated subset of "
-                        "direct,relay,bridge (default all three)")
+    parser.add_argument("--paths", default=DEFAULT_PATHS, help="comma-separated subset of "
+                        "direct,relay,relay-picows,bridge (default direct,relay,bridge; relay-picows needs picows: "
+                        "pip install -e '.[bench]')")
     parser.add_argument("--modes", default="closed,open", help="closed, open and/or storm (the storm always "
                         "runs, it connects the fleet; 'storm' alone skips both loops). Default closed,open")
     parser.add_argument("--rate", type=float, default=3000.0, help="open loop: messages/s offered across all "
@@ -1287,12 +1304,30 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.chargers, args.seconds, args.warmup = 5, 1.0, 0.3
         args.rate, args.csms_rate, args.meter_values, args.storm_timeout = 50.0, 10.0, 4, 30.0
-    args.paths = [p for p in PATHS if p in args.paths.split(",")]
+    asked = args.paths.split(",")
+    unknown_paths = set(asked) - set(PATHS)
+    args.paths = [p for p in PATHS if p in asked]
+    if "relay-picows" in args.paths and not picows_version():
+        print("relay-picows: skipped, picows is not installed (pip install picows, or pip install -e '.[bench]')",
+              file=sys.stderr, flush=True)
+        args.paths.remove("relay-picows")
     args.modes = [m for m in MODES if m in args.modes.split(",")]
     unknown = set(args.modes) - set(MODES)
-    if not args.paths or unknown or args.chargers < 1 or args.seconds <= 0:
+    if not args.paths or unknown or unknown_paths or args.chargers < 1 or args.seconds <= 0:
         parser.error("need at least one known path, known modes, --chargers >= 1 and --seconds > 0")
     return args
+
+
+def picows_version() -> str | None:
+    """picows' version when it is installed (the relay-picows path needs it), else None."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return version("picows")
+    except PackageNotFoundError:
+        return None
 
 
 def _environment(loops: dict[str, str], nofile: tuple[int, int]) -> dict[str, Any]:
@@ -1303,7 +1338,8 @@ def _environment(loops: dict[str, str], nofile: tuple[int, int]) -> dict[str, An
                 model = line.split(":", 1)[1].strip()
                 break
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "websockets": websockets.__version__, "machine": platform.machine(), "loops": loops,
+            "websockets": websockets.__version__, "picows": picows_version(), "machine": platform.machine(),
+            "loops": loops,
             "nofile": list(nofile)}
 
 
@@ -1335,6 +1371,11 @@ def start_servers(args: argparse.Namespace, out: Path, state_dir: Path) -> dict[
                                             "--loop", args.relay_loop, "--backlog", str(args.relay_backlog)],
                                    out / "relay.log")
         servers["relay"].start(reads_port=True)
+    if "relay-picows" in args.paths:
+        servers["relay-picows"] = Server("relay-picows", [python, str(HERE / "relay_picows.py"), "--upstream", upstream,
+                                                          "--loop", args.relay_loop, "--backlog",
+                                                          str(args.relay_backlog)], out / "relay-picows.log")
+        servers["relay-picows"].start(reads_port=True)
     if "bridge" in args.paths:
         port = free_port()
         servers["bridge"] = Server("bridge", bridge_argv(port, upstream, state_dir / "bridge.db", args.bridge_uvloop),
@@ -1362,7 +1403,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     loop_name = sink_module.pick_loop(args.loop)
     relay_loop = args.relay_loop if args.relay_loop != "auto" else loop_name
-    loops = {"loadgen": loop_name, "relay": relay_loop, "bridge": "uvloop" if args.bridge_uvloop else "asyncio"}
+    loops = {"loadgen": loop_name, "relay": relay_loop, "relay-picows": relay_loop,
+             "bridge": "uvloop" if args.bridge_uvloop else "asyncio"}
     results: dict[str, Any] = {
         "started": stamp, "environment": _environment(loops, nofile), "bridge": bridge_source(args.bridge_src),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "paths": {}}
