@@ -43,6 +43,7 @@ from .translate import CHARGER_ROUTES, CSMS_ROUTES, START_HOOKS
 Origin = tuple[str, Call] | None
 _GRACE_TIMER = "outage.grace"
 MAX_WAITING_CALLS = 16  # held CALLs per side before further ones are refused
+_V16 = Version.V16.value  # the charger side's protocol name, in every exchange record
 
 
 def _failure_outcome(code: ErrorCode) -> str:
@@ -148,7 +149,7 @@ class TranslatingSession:
         commands: list[Command] = []
         for command in out:
             if isinstance(command, _Write):  # immutable copies of what this event wrote, taken once
-                commands.append(Persist(tuple(record.snapshot() for record in command.records.values())))
+                commands.append(Persist(tuple([record.snapshot() for record in command.records.values()])))
             else:
                 commands.append(command)
         return commands
@@ -188,13 +189,12 @@ class TranslatingSession:
     def _exchange_done(self, side: str, call: Call, outcome: str | None) -> None:
         """One ``exchange`` Emit per answered CALL: both sides' message ids, outcome, start and end (telemetry)."""
         started, peers = self._exchanges.pop((side, call.unique_id), (self.now, []))
-        other = self.upstream.value if side == "charger" else Version.V16.value
+        version, other = (_V16, self.upstream.value) if side == "charger" else (self.upstream.value, _V16)
         self._out.append(Emit("exchange", {
             "identity": self.identity, "origin": side, "action": call.action, "message_id": call.unique_id,
             "peer_ids": [p[0] for p in peers], "peer_actions": [p[1] for p in peers],
             "outcome": outcome or ("translated" if peers else "synthesized"),
-            "version": Version.V16.value if side == "charger" else self.upstream.value, "peer_version": other,
-            "started": started, "ended": self.now,
+            "version": version, "peer_version": other, "started": started, "ended": self.now,
         }))
 
     def relay_failure(self, call: Call, outcome: Outcome, to: str) -> None:
@@ -299,7 +299,8 @@ class TranslatingSession:
             self._answer(self.to_charger, frame, Version.V16, "charger")
 
     def _charger_call(self, call: Call) -> None:
-        if call.unique_id in self._charger_calls or any(c.unique_id == call.unique_id for c in self._waiting_charger):
+        if call.unique_id in self._charger_calls or (
+                self._waiting_charger and any(c.unique_id == call.unique_id for c in self._waiting_charger)):
             self._send_charger(CallError(call.unique_id, ErrorCode.PROTOCOL_ERROR,
                                          "a call with this messageId is being handled already"))
             return
@@ -346,7 +347,8 @@ class TranslatingSession:
             self.emit("frame.ignored", side="csms", detail=f"SEND {frame.action}")
 
     def _csms_call(self, call: Call) -> None:
-        if call.unique_id in self._csms_calls or any(c.unique_id == call.unique_id for c in self._waiting_csms):
+        if call.unique_id in self._csms_calls or (
+                self._waiting_csms and any(c.unique_id == call.unique_id for c in self._waiting_csms)):
             self._send_csms(CallError(call.unique_id, ErrorCode.RPC_FRAMEWORK_ERROR,
                                       "a call with this messageId is being handled already"))
             return
@@ -543,9 +545,14 @@ class TranslatingSession:
                 self._guarded(None, entry[1])
 
     def _schedule(self) -> None:
-        deadlines = [d for d in (self.to_csms.deadline(), self.to_charger.deadline()) if d is not None]
-        deadlines.extend(at for at, _ in self._timers.values())
-        wakeup = min(deadlines) if deadlines else None
+        wakeup = self.to_csms.deadline()
+        other = self.to_charger.deadline()
+        if other is not None and (wakeup is None or other < wakeup):
+            wakeup = other
+        if self._timers:
+            first = min(at for at, _ in self._timers.values())
+            if wakeup is None or first < wakeup:
+                wakeup = first
         if wakeup is not None and wakeup != self._wakeup:
             self._out.append(ScheduleWakeup(wakeup))
         self._wakeup = wakeup
