@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .immutable import immutable
 from .state import ChargerMeta
 
 DEFAULT_LEGACY_COMPONENT: Final = "OCPP16LegacyCtrlr"
@@ -29,7 +30,7 @@ MAX_CACHED_KEYS: Final = 1000  # a charger listing more keys than this keeps onl
 MAX_CONNECTORS: Final = 128  # EVSE components the model shows at most (a charger may claim any number)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class VariableAddress:
     """Component[instance](evse, connector).Variable[instance]; EVSE/Connector components carry evse ids."""
 
@@ -78,7 +79,7 @@ class VariableAddress:
         return {"name": self.variable} | ({"instance": self.variable_instance} if self.variable_instance else {})
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class KeyMapping:
     key: str  # the 1.6 configuration key
     address: VariableAddress
@@ -182,7 +183,7 @@ CONVERSION_VALUES: Final[dict[str, str]] = {"measurands": ",".join(MEASURANDS), 
 # --- the table ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class VendorOverride:
     """Rows that apply to chargers whose BootNotification vendor and model match the globs (case-insensitive)."""
 
@@ -295,7 +296,7 @@ def station_keys(keys: KeyTable, meta: ChargerMeta) -> KeyTable:
 # --- the charger's cached configuration (ChargerMeta.config_keys) ---------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CachedKey:
     key: str  # as the charger spells it
     value: str | None

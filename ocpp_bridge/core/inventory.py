@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Final
 
 from .convert import epoch
@@ -31,6 +31,7 @@ from .devicemodel import (
     VariableAddress,
     connector_count,
 )
+from .immutable import immutable
 from .state import ChargerMeta
 
 # The bridge's own limits (DeviceDataCtrlr, §5.3). GetReport's item limit is also the page size of NotifyReport.
@@ -60,7 +61,7 @@ OWNED_ADDRESSES: Final = frozenset(a.folded() for a in (
 ))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Facts:
     """What the model needs besides the charger record and the key table."""
 
@@ -69,7 +70,7 @@ class Facts:
     call_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Variable:
     """One variable with its Actual attribute and characteristics (2.0.1 ReportDataType)."""
 
@@ -247,13 +248,19 @@ def _apply_limits(variables: dict[VariableAddress, Variable],
     return left
 
 
-def build(meta: ChargerMeta, keys: KeyTable, facts: Facts) -> list[Variable]:
-    """The whole model, in report order: ChargingStation, EVSEs and Connectors, controllers, legacy keys."""
+def index(meta: ChargerMeta, keys: KeyTable, facts: Facts) -> tuple[dict[VariableAddress, Variable], list[Variable]]:
+    """The whole model by folded address, plus the *MaxLength keys that found no variable to limit (they are
+    variables of their own): what a lookup (Get/SetVariables) needs, without the report order."""
     keyed, limits = _keyed(meta, keys)
     variables: dict[VariableAddress, Variable] = {}
     for variable in (*_station(meta), *_evses(meta), *_controllers(meta, facts), *keyed):
         variables.setdefault(variable.address.folded(), variable)  # the bridge's own variables come first
-    rest = _apply_limits(variables, limits)
+    return variables, _apply_limits(variables, limits)
+
+
+def build(meta: ChargerMeta, keys: KeyTable, facts: Facts) -> list[Variable]:
+    """The whole model, in report order: ChargingStation, EVSEs and Connectors, controllers, legacy keys."""
+    variables, rest = index(meta, keys, facts)
     ordered = list(variables.values()) + rest
     physical = [v for v in ordered if v.address.component.lower() in PHYSICAL]
     legacy = keys.legacy_component.lower()

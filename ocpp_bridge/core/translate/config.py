@@ -77,9 +77,9 @@ class _Model:
 
     def __init__(self, session: TranslatingSession) -> None:
         self.keys = station_keys(session.settings.keys, session.meta)
-        variables = reports.model(session)
-        self.owned = {v.address.folded(): v for v in variables if v.key is None}
-        self.components = inventory.components(variables)
+        variables, rest = reports.index(session)
+        self.owned = {address: v for address, v in variables.items() if v.key is None}
+        self.components = inventory.components([*variables.values(), *rest])
         self.cache = ConfigView(session.meta)
 
     def lookup(self, item: dict[str, Any]) -> Found:

@@ -21,7 +21,7 @@ import orjson
 
 from .. import inventory, validate
 from ..convert import epoch
-from ..devicemodel import CONFIG_MAX_AGE, is_fresh, station_keys, store_configuration
+from ..devicemodel import CONFIG_MAX_AGE, VariableAddress, is_fresh, station_keys, store_configuration
 from ..lanes import Outcome
 from ..rpc import ErrorCode, Version
 from . import Handling, from_csms, on_session_start
@@ -47,9 +47,17 @@ _STATION_FIELDS: Final = {"chargePointVendor": "vendor", "chargePointModel": "mo
                           "meterType": "meterType", "meterSerialNumber": "meterSerialNumber"}
 
 
+def _facts(session: TranslatingSession) -> inventory.Facts:
+    return inventory.Facts(session.identity, session.now, session.settings.call_timeout)
+
+
 def model(session: TranslatingSession) -> list[inventory.Variable]:
-    facts = inventory.Facts(session.identity, session.now, session.settings.call_timeout)
-    return inventory.build(session.meta, station_keys(session.settings.keys, session.meta), facts)
+    return inventory.build(session.meta, station_keys(session.settings.keys, session.meta), _facts(session))
+
+
+def index(session: TranslatingSession) -> tuple[dict[VariableAddress, inventory.Variable], list[inventory.Variable]]:
+    """:func:`inventory.index` of this charger's model (lookups need no report order)."""
+    return inventory.index(session.meta, station_keys(session.settings.keys, session.meta), _facts(session))
 
 
 # --- the charger's configuration ------------------------------------------------------------------------
