@@ -77,3 +77,28 @@ async def test_many_ended_sessions_start_a_collection_before_the_timer(monkeypat
         assert collector.full_collections == 1
     finally:
         collector.stop()
+
+
+async def test_a_fruitless_collection_makes_the_next_one_wait_longer_and_a_fruitful_one_resets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.01)
+    collector = Collector(interval=0.05)
+    collector.start()
+    try:
+        await asyncio.sleep(0.12)  # the timer fires; nothing to free: the policy backs off
+        assert collector.full_collections >= 1
+        assert collector.wait > 0.05 and collector.growth_share > memory.GROWTH_SHARE
+        backed_off = collector.full_collections
+        await asyncio.sleep(0.08)  # fewer collections than on the base timer
+        assert collector.full_collections - backed_off <= 1
+        garbage = [_Node() for _ in range(max(50_000, collector._heap // 10))]  # cycles: freed only by a collection
+        probe = weakref.ref(garbage[0])
+        del garbage
+        for _ in range(400):  # until the collection that frees them (the timer, now a longer one)
+            await asyncio.sleep(0.005)
+            if probe() is None:
+                break
+        assert probe() is None
+        assert collector.wait == 0.05 and collector.growth_share == memory.GROWTH_SHARE  # it freed a lot: reset
+    finally:
+        collector.stop()
