@@ -2,7 +2,7 @@
 
 Why this exists: operators need to see what the bridge does (which chargers are on which protocol, what was
 translated, what failed, how long it took) in the tools their platform already runs. Everything observable
-arrives here: the core's ``Emit`` commands (including one ``exchange`` per completed CALL with both sides'
+arrives here: the core's ``Emit`` commands and its ``ExchangeDone`` records (one per completed CALL with both sides'
 message ids) and the shell's own events. From them this module writes one structured log line per session event
 and per error (never a secret), counts metrics (Prometheus endpoint and/or OTLP, configured by the standard
 ``OTEL_*`` variables) and, when enabled, records one span per exchange.
@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Tracer
 
 from . import __version__
+from .core.events import ExchangeDone
 
 LOGGER: Final = logging.getLogger("ocpp_bridge")
 _WARNING_KINDS: Final = frozenset({"frame.invalid", "call.timeout", "transaction.unknown", "store.error",
@@ -36,7 +37,7 @@ _WARNING_KINDS: Final = frozenset({"frame.invalid", "call.timeout", "transaction
                                    "queue.growing", "queue.retry", "upstream.lost", "outage.closing_charger",
                                    "transaction.deauthorized", "session.taken_over", "handshake.refused"})
 _ERROR_KINDS: Final = frozenset({"bug", "queue.refused"})
-_QUIET_KINDS: Final = frozenset({"exchange", "queue.delivered"})  # counted (and traced); logged at debug level
+_QUIET_KINDS: Final = frozenset({"queue.delivered"})  # counted; logged at debug level
 _SECRET_FIELDS: Final = frozenset({"authorization", "password", "authorization_key", "token", "secret"})
 
 
@@ -77,12 +78,20 @@ def configure(level: str = "info", log_format: str = "json") -> None:
 def event(kind: str, **fields: Any) -> None:
     """One observable thing happened: count it, and log it at the level its kind deserves."""
     TELEMETRY.count_event(kind, fields)
-    if kind == "exchange":
-        TELEMETRY.exchange(fields)
     level = logging.ERROR if kind in _ERROR_KINDS else logging.WARNING if kind in _WARNING_KINDS \
         else logging.DEBUG if kind in _QUIET_KINDS else logging.INFO
     if LOGGER.isEnabledFor(level):
         LOGGER.log(level, kind, extra={"fields": fields})
+
+
+def exchange(done: ExchangeDone) -> None:
+    """One CALL answered: counted, timed and (when enabled) traced; a log line at debug level only."""
+    TELEMETRY.exchange(done)
+    if LOGGER.isEnabledFor(logging.DEBUG):
+        LOGGER.debug("exchange", extra={"fields": {"identity": done.identity, "origin": done.origin,
+                                                    "action": done.action, "message_id": done.message_id,
+                                                    "outcome": done.outcome, "peers": done.peers,
+                                                    "seconds": round(done.ended - done.started, 6)}})
 
 
 def frame(identity: str, direction: str, text: str) -> None:
@@ -162,8 +171,7 @@ class Telemetry:
         return [Observation(count, {"kind": kind}) for kind, count in list(self._event_counts.items())]
 
     def count_event(self, kind: str, fields: dict[str, Any]) -> None:
-        if kind != "exchange":
-            self._event_counts[kind] = self._event_counts.get(kind, 0) + 1
+        self._event_counts[kind] = self._event_counts.get(kind, 0) + 1
         if kind in ("upstream.lost", "route.link_released"):
             self.upstream_links.add(-1)
         elif kind == "upstream.restored":
@@ -176,32 +184,29 @@ class Telemetry:
         self.chargers.add(delta, {"protocol": protocol, "security_profile": profile})
         self.upstream_links.add(delta)
 
-    def exchange(self, fields: dict[str, Any]) -> None:
-        attrs = {"origin": str(fields.get("origin")), "action": str(fields.get("action")),
-                 "outcome": str(fields.get("outcome"))}
-        key = (attrs["origin"], attrs["action"], attrs["outcome"])
+    def exchange(self, done: ExchangeDone) -> None:
+        key = (done.origin, done.action, done.outcome)
         self._exchange_counts[key] = self._exchange_counts.get(key, 0) + 1
-        started, ended = float(fields.get("started", 0)), float(fields.get("ended", 0))
-        self.exchange_seconds.record(max(0.0, ended - started), {"origin": attrs["origin"],
-                                                                 "action": attrs["action"]})
+        self.exchange_seconds.record(max(0.0, done.ended - done.started),
+                                     {"origin": done.origin, "action": done.action})
         if self.tracer is not None:
-            self._span(fields, attrs, started, ended)
+            self._span(done)
 
-    def _span(self, fields: dict[str, Any], attrs: dict[str, str], started: float, ended: float) -> None:
+    def _span(self, done: ExchangeDone) -> None:
         assert self.tracer is not None
-        span = self.tracer.start_span(f"{attrs['origin']} {attrs['action']}", start_time=int(started * 1e9))
+        span = self.tracer.start_span(f"{done.origin} {done.action}", start_time=int(done.started * 1e9))
         span.set_attributes({
-            "ocpp.identity": str(fields.get("identity")),
-            "ocpp.action": attrs["action"],
-            "ocpp.outcome": attrs["outcome"],
-            "ocpp.origin": attrs["origin"],
-            "ocpp.message_id": str(fields.get("message_id")),
-            "ocpp.peer.message_ids": [str(i) for i in fields.get("peer_ids", [])],
-            "ocpp.peer.actions": [str(a) for a in fields.get("peer_actions", [])],
-            "ocpp.version": str(fields.get("version", "")),
-            "ocpp.peer.version": str(fields.get("peer_version", "")),
+            "ocpp.identity": done.identity,
+            "ocpp.action": done.action,
+            "ocpp.outcome": done.outcome,
+            "ocpp.origin": done.origin,
+            "ocpp.message_id": done.message_id,
+            "ocpp.peer.message_ids": [peer_id for peer_id, _ in done.peers],
+            "ocpp.peer.actions": [action for _, action in done.peers],
+            "ocpp.version": done.version,
+            "ocpp.peer.version": done.peer_version,
         })
-        span.end(end_time=int(ended * 1e9))
+        span.end(end_time=int(done.ended * 1e9))
 
 
 TELEMETRY = Telemetry()

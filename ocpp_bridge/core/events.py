@@ -159,4 +159,22 @@ class Emit:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Command = SendToCharger | SendToCsms | Persist | ScheduleWakeup | CloseCharger | CloseCsms | Emit | SendToLegacy | Links
+@immutable
+class ExchangeDone:
+    """One answered CALL, for metrics and traces (counted, not logged): a typed record rather than an Emit's dict,
+    because there is one per exchange."""
+
+    identity: str
+    origin: str  # "charger" or "csms": who sent the CALL
+    action: str
+    message_id: str
+    peers: tuple[tuple[str, str], ...]  # (message id, action) of what the bridge sent on its behalf
+    outcome: str  # translated, synthesized, refused, invalid, failed
+    version: str
+    peer_version: str
+    started: float
+    ended: float
+
+
+Command = (SendToCharger | SendToCsms | Persist | ScheduleWakeup | CloseCharger | CloseCsms | Emit | ExchangeDone
+           | SendToLegacy | Links)

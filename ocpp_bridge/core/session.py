@@ -20,6 +20,7 @@ from .events import (
     Command,
     Emit,
     Event,
+    ExchangeDone,
     FrameFromCharger,
     FrameFromCsms,
     Persist,
@@ -187,15 +188,12 @@ class TranslatingSession:
             self._exchange_done("csms", call, _failure_outcome(code))
 
     def _exchange_done(self, side: str, call: Call, outcome: str | None) -> None:
-        """One ``exchange`` Emit per answered CALL: both sides' message ids, outcome, start and end (telemetry)."""
+        """One :class:`ExchangeDone` per answered CALL: both sides' message ids, outcome, start and end."""
         started, peers = self._exchanges.pop((side, call.unique_id), (self.now, []))
         version, other = (_V16, self.upstream.value) if side == "charger" else (self.upstream.value, _V16)
-        self._out.append(Emit("exchange", {
-            "identity": self.identity, "origin": side, "action": call.action, "message_id": call.unique_id,
-            "peer_ids": [p[0] for p in peers], "peer_actions": [p[1] for p in peers],
-            "outcome": outcome or ("translated" if peers else "synthesized"),
-            "version": version, "peer_version": other, "started": started, "ended": self.now,
-        }))
+        self._out.append(ExchangeDone(self.identity, side, call.action, call.unique_id, tuple(peers),
+                                      outcome or ("translated" if peers else "synthesized"), version, other,
+                                      started, self.now))
 
     def relay_failure(self, call: Call, outcome: Outcome, to: str) -> None:
         """Answer ``call`` (from ``to``) with the error the other peer gave; the code is respelled for ``to``."""

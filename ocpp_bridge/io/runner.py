@@ -39,6 +39,7 @@ from ..core.events import (
     Command,
     Emit,
     Event,
+    ExchangeDone,
     FrameFromCharger,
     FrameFromCsms,
     FrameFromLegacy,
@@ -356,6 +357,8 @@ class SessionRunner:
                     store_failed = True
             elif isinstance(command, ScheduleWakeup):
                 self._schedule(command.at)
+            elif isinstance(command, ExchangeDone):
+                telemetry.exchange(command)
             elif isinstance(command, Emit):
                 if command.kind == "frame.invalid":  # counted as before; logged within a budget (a flood is cheap)
                     telemetry.TELEMETRY.count_event(command.kind, command.fields)
