@@ -160,12 +160,6 @@ class UnknownMessageType(Exception):
         self.unique_id = unique_id
 
 
-def _valid_id(candidate: object) -> str | None:
-    if isinstance(candidate, str) and 0 < len(candidate) <= MAX_MESSAGE_ID_LENGTH:
-        return candidate
-    return None
-
-
 def parse(text: str | bytes, version: Version) -> Frame:
     """Decode one OCPP-J frame. Raises :class:`FrameError` or :class:`UnknownMessageType`, nothing else."""
     try:
@@ -174,9 +168,8 @@ def parse(text: str | bytes, version: Version) -> Frame:
         raise FrameError(ErrorCode.RPC_FRAMEWORK_ERROR, f"frame is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(message, list) or len(message) < 3:
         raise FrameError(ErrorCode.RPC_FRAMEWORK_ERROR, "frame is not a JSON array of at least 3 elements")
-    type_id, raw_id = message[0], message[1]
-    unique_id = _valid_id(raw_id)
-    if unique_id is None:
+    type_id, unique_id = message[0], message[1]
+    if not (isinstance(unique_id, str) and 0 < len(unique_id) <= MAX_MESSAGE_ID_LENGTH):
         raise FrameError(ErrorCode.RPC_FRAMEWORK_ERROR, "messageId is not a string of 1..36 characters")
     if type(type_id) is not int:
         raise FrameError(ErrorCode.RPC_FRAMEWORK_ERROR, "messageTypeId is not an integer", unique_id)
@@ -245,9 +238,9 @@ def _dumps(value: list[Any]) -> str:
 def serialize(frame: Frame, version: Version) -> str:
     """Encode ``frame`` for a peer speaking ``version`` (error codes spelled for that version)."""
     if isinstance(frame, Call):
-        return _dumps([MessageType.CALL, frame.unique_id, frame.action, frame.payload])
+        return orjson.dumps([MessageType.CALL, frame.unique_id, frame.action, frame.payload]).decode()
     if isinstance(frame, CallResult):
-        return _dumps([MessageType.CALLRESULT, frame.unique_id, frame.payload])
+        return orjson.dumps([MessageType.CALLRESULT, frame.unique_id, frame.payload]).decode()
     if isinstance(frame, Send):
         return _dumps([MessageType.SEND, frame.unique_id, frame.action, frame.payload])
     type_id = MessageType.CALLERROR if isinstance(frame, CallError) else MessageType.CALLRESULTERROR
