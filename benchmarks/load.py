@@ -30,7 +30,7 @@ Results go to OUT/<timestamp>/: result.json, report.md and chart.png (when matpl
     python benchmarks/load.py --chargers 2000 --seconds 20 --paths direct,relay,bridge --rate 3000
     python benchmarks/load.py --chargers 2000 --seconds 15 --paths relay,relay-picows,bridge --modes closed
     python benchmarks/load.py --chargers 10000 --modes storm       # connect storm and memory only
-    python benchmarks/load.py --smoke --out /tmp/bench             # 5 chargers, a few seconds per path (CI)
+    python benchmarks/load.py --smoke --out benchmarks/results            # 5 chargers, a few seconds per path (CI)
 """
 
 from __future__ import annotations
