@@ -92,8 +92,11 @@ async def run(upstream: str, port: int, backlog: int) -> None:
         server.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def serve_main(run_relay: Callable[[str, int, int], Awaitable[None]], description: str,
+               argv: list[str] | None) -> int:
+    """The command line every relay here shares (relay_picows.py too): parse, raise the fd limit, pick the loop,
+    run ``run_relay(upstream, port, backlog)``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--upstream", required=True, help="base URL; the relay opens UPSTREAM/<identity>")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"])
@@ -102,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raise_fd_limit()
     pick_loop(args.loop)
-    asyncio.run(run(args.upstream, args.port, args.backlog))
+    asyncio.run(run_relay(args.upstream, args.port, args.backlog))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve_main(run, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

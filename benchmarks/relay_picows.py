@@ -17,7 +17,6 @@ socket buffer is full, the other side's socket stops being read (websockets' rel
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 import sys
@@ -36,8 +35,7 @@ from picows import (
     ws_connect,
     ws_create_server,
 )
-from relay import MAX_FRAME, OCPP, OPEN_TIMEOUT, _wait_for_eof
-from sink import pick_loop, raise_fd_limit
+from relay import MAX_FRAME, OCPP, OPEN_TIMEOUT, _wait_for_eof, serve_main
 
 DATA: Final = frozenset((WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION))
 _tasks: set[asyncio.Task[None]] = set()  # upstream connections being opened (the loop keeps weak references)
@@ -165,16 +163,7 @@ async def run(upstream: str, port: int, backlog: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", required=True, help="base URL; the relay opens UPSTREAM/<identity>")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
-    parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"])
-    parser.add_argument("--backlog", type=int, default=100, help="listen backlog (default 100, as relay.py)")
-    args = parser.parse_args(argv)
-    raise_fd_limit()
-    pick_loop(args.loop)
-    asyncio.run(run(args.upstream, args.port, args.backlog))
-    return 0
+    return serve_main(run, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -131,10 +131,10 @@ class _Compiler:
             raise _Unsupported("enum")
         if not isinstance(members, list) or not all(type(member) is str for member in members):
             raise _Unsupported("enum members")
-        low, high = self.length(node, "minLength", "maxLength")
+        bounds = self.length(node, "minLength", "maxLength")
+        low, high = bounds.get("min_length", 0), bounds.get("max_length")
         allowed = tuple(dict.fromkeys(
-            member for member in members
-            if (low is None or len(member) >= low) and (high is None or len(member) <= high)))
+            member for member in members if len(member) >= low and (high is None or len(member) <= high)))
         if not allowed:
             raise _Unsupported("empty enum")
         return Literal[allowed]
@@ -142,12 +142,7 @@ class _Compiler:
     def string(self, node: dict[str, Any], keys: set[str]) -> Any:
         if keys - {"type", "maxLength", "minLength", "format"}:
             raise _Unsupported("string")
-        low, high = self.length(node, "minLength", "maxLength")
-        constraints: dict[str, Any] = {}
-        if low is not None:
-            constraints["min_length"] = low
-        if high is not None:
-            constraints["max_length"] = high
+        constraints: dict[str, Any] = self.length(node, "minLength", "maxLength")
         if "format" in node:
             if node["format"] != "date-time":
                 raise _Unsupported("format")
@@ -183,12 +178,7 @@ class _Compiler:
         if not isinstance(node.get("items"), dict):  # a list of item schemas (tuple form) is not supported
             raise _Unsupported("items")
         item = self.node(node["items"])  # with one item schema, additionalItems has no effect
-        low, high = self.length(node, "minItems", "maxItems")
-        constraints: dict[str, Any] = {}
-        if low is not None:
-            constraints["min_length"] = low
-        if high is not None:
-            constraints["max_length"] = high
+        constraints = self.length(node, "minItems", "maxItems")
         return Annotated[list[item], Meta(**constraints)] if constraints else list[item]  # type: ignore[valid-type]
 
     def object(self, node: dict[str, Any], keys: set[str]) -> Any:
@@ -217,11 +207,14 @@ class _Compiler:
         )
 
     @staticmethod
-    def length(node: dict[str, Any], low_key: str, high_key: str) -> tuple[int | None, int | None]:
-        bounds: list[int | None] = []
-        for key in (low_key, high_key):
+    def length(node: dict[str, Any], low_key: str, high_key: str) -> dict[str, Any]:
+        """msgspec's min_length/max_length for a string's or an array's lower and upper bound keywords."""
+        constraints: dict[str, Any] = {}
+        for key, meta in ((low_key, "min_length"), (high_key, "max_length")):
             value = node.get(key)
-            if value is not None and (type(value) is not int or value < 0):
+            if value is None:
+                continue
+            if type(value) is not int or value < 0:
                 raise _Unsupported(key)
-            bounds.append(value)
-        return bounds[0], bounds[1]
+            constraints[meta] = value
+        return constraints
