@@ -35,7 +35,7 @@ def test_load_smoke_run_reports_a_positive_rate_per_path(tmp_path: Path) -> None
 
 def test_load_smoke_runs_the_picows_relay(tmp_path: Path) -> None:
     pytest.importorskip("psutil", reason="the load benchmark needs the bench extra: pip install -e '.[bench]'")
-    pytest.importorskip("picows", reason="the relay-picows path needs picows (bench extra): pip install -e '.[bench]'")
+    pytest.importorskip("picows", reason="the relay-picows path needs picows (in the test and bench extras, Linux)")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), "--smoke", "--paths", "relay-picows",
                            "--out", str(tmp_path)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
