@@ -184,13 +184,24 @@ def meter_values(session: TranslatingSession, values: list[dict[str, Any]],
     """
     result = []
     for value in values:
-        plain = [raw for raw in value["sampledValue"] if raw.get("format") != "SignedData"]
-        samples = [(raw, converted) for raw in plain if (converted := sampled_value(session, raw)) is not None]
+        converted: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []  # the 1.6 sample behind each converted one (a signed value's partner)
+        signed: list[dict[str, Any]] = []
         for raw in value["sampledValue"]:
             if raw.get("format") == "SignedData":
+                signed.append(raw)
+                continue
+            sample = sampled_value(session, raw)
+            if sample is not None:
+                converted.append(sample)
+                kept.append(raw)
+        if signed:  # after every plain reading is converted, whatever the order they came in
+            samples = list(zip(kept, converted, strict=True))
+            for raw in signed:
                 _attach_signed(session, raw, samples, readings or {})
-        if samples:
-            result.append({"timestamp": timestamp(value["timestamp"]), "sampledValue": [c for _, c in samples]})
+            converted = [c for _, c in samples]
+        if converted:
+            result.append({"timestamp": timestamp(value["timestamp"]), "sampledValue": converted})
     return result
 
 
