@@ -80,7 +80,8 @@ def tx_info(tx: TxRecord, **extra: Any) -> dict[str, Any]:
     info: dict[str, Any] = {"transactionId": tx.tx_id}
     if tx.charging_state:
         info["chargingState"] = tx.charging_state
-    info.update({k: v for k, v in extra.items() if v is not None})
+    if extra:
+        info.update({k: v for k, v in extra.items() if v is not None})
     return info
 
 
@@ -88,8 +89,10 @@ def tx_info(tx: TxRecord, **extra: Any) -> dict[str, Any]:
 def _check_authorization(session: TranslatingSession, item: QueuedMessage, outcome: Outcome) -> None:
     """The CSMS's idTokenInfo on a delivered event: remember it, and stop a transaction it does not allow."""
     info = outcome.result.get("idTokenInfo")
+    if info is None:
+        return
     tx = session.ledger.get(item.local_id) if item.local_id is not None else None
-    if info is None or tx is None:
+    if tx is None:
         return
     decided = id_tag_info(info)
     if tx.id_token:
