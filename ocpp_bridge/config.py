@@ -277,7 +277,7 @@ class Settings(BaseSettings):
                                  "terminationGracePeriodSeconds).")
     open_timeout: float = Field(10.0, gt=0, le=120, description="Seconds to open the upstream connection.")
     validate_output: bool = Field(False, description="Also check the bridge's own output against the OCA schemas "
-                                  "before sending it (defense in depth, ~25% more core CPU; incoming frames are "
+                                  "before sending it (defense in depth, ~10% more core CPU; incoming frames are "
                                   "always validated).")
     token_types: dict[str, str] = Field(
         default_factory=dict,

@@ -34,7 +34,7 @@ DEFAULT_TOKEN_TYPE = "Local"
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
     call_timeout: float = 20.0  # seconds to wait for an answer from either peer
-    # Check the bridge's own output against the schemas before sending it (defense in depth; ~25% of the core's
+    # Check the bridge's own output against the schemas before sending it (defense in depth; ~10% of the core's
     # CPU). Off by default: every frame the core emits is validated by the test suite instead.
     validate_output: bool = False
     token_rules: tuple[TokenTypeRule, ...] = DEFAULT_TOKEN_RULES
