@@ -238,9 +238,9 @@ def _dumps(value: list[Any]) -> str:
 def serialize(frame: Frame, version: Version) -> str:
     """Encode ``frame`` for a peer speaking ``version`` (error codes spelled for that version)."""
     if isinstance(frame, Call):
-        return orjson.dumps([MessageType.CALL, frame.unique_id, frame.action, frame.payload]).decode()
+        return _dumps([MessageType.CALL, frame.unique_id, frame.action, frame.payload])
     if isinstance(frame, CallResult):
-        return orjson.dumps([MessageType.CALLRESULT, frame.unique_id, frame.payload]).decode()
+        return _dumps([MessageType.CALLRESULT, frame.unique_id, frame.payload])
     if isinstance(frame, Send):
         return _dumps([MessageType.SEND, frame.unique_id, frame.action, frame.payload])
     type_id = MessageType.CALLERROR if isinstance(frame, CallError) else MessageType.CALLRESULTERROR

@@ -144,8 +144,7 @@ class TranslatingSession:
         if self.started:
             self._next_waiting()  # held CALLs whose turn has come
             # what this event queued goes out after its one store write (and the charger's answer)
-            if self.outbox.items and self.outbox.sending is None:  # pump's own first test, without the guard
-                self._guarded(None, self.outbox.pump)
+            self._guarded(None, self.outbox.pump)
         self._schedule()
         out, self._out = self._out, []
         commands: list[Command] = []
