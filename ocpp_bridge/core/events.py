@@ -113,9 +113,15 @@ class SendToCsms:
 
 @immutable
 class Persist:
-    """Write these records atomically before running the next command."""
+    """Write these records atomically before running the next command.
+
+    ``wait=False``: nothing that follows depends on these records being stored yet (they only record that queued
+    messages were delivered): the shell writes them with the next write instead of waiting for them. If they are
+    lost in a crash, those messages are delivered once more after the restart (at-least-once, ``core.outbox``).
+    """
 
     records: tuple[Record, ...]
+    wait: bool = True
 
 
 @immutable

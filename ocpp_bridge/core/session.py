@@ -68,6 +68,11 @@ class _Write:
         self.records: dict[tuple[str, int], Record] = {}
 
 
+def _only_deliveries(records: tuple[Record, ...]) -> bool:
+    """Whether a write only deletes delivered queued messages: no answer or send depends on it."""
+    return all(type(record) is QueuedMessage and record.delivered for record in records)
+
+
 class TranslatingSession:
     """Feed :mod:`.events`; get :mod:`.events` commands back. One instance per charger connection."""
 
@@ -150,7 +155,8 @@ class TranslatingSession:
         commands: list[Command] = []
         for command in out:
             if isinstance(command, _Write):  # immutable copies of what this event wrote, taken once
-                commands.append(Persist(tuple([record.snapshot() for record in command.records.values()])))
+                records = tuple([record.snapshot() for record in command.records.values()])
+                commands.append(Persist(records, wait=not _only_deliveries(records)))
             else:
                 commands.append(command)
         return commands

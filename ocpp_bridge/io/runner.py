@@ -141,7 +141,7 @@ class SessionRunner:
         self.legacy: Connection | None = routed.open.get("legacy") if routed is not None else None
         self._wanted: dict[str, bool] = {}
         self._link_tasks: dict[str, asyncio.Task[None]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.store = store
         self.tap = tap
         self.ride_through = ride_through
@@ -304,8 +304,8 @@ class SessionRunner:
             elif not wanted and connection is not None:
                 telemetry.event("upstream.link_released", identity=self.identity, link=name)
                 closing = asyncio.create_task(connection.close(1000, "route changed"))
-                self._closing.add(closing)  # its reader notices the close and tells the session
-                closing.add_done_callback(self._closing.discard)
+                self._background.add(closing)  # its reader notices the close and tells the session
+                closing.add_done_callback(self._background.discard)
 
     async def change_route(self, mode: str) -> None:
         """Switch a routed session's mode while the charger stays connected: open the links the new mode needs
@@ -387,6 +387,9 @@ class SessionRunner:
             await self.legacy.send(text)
 
     async def _persist(self, command: Persist) -> bool:
+        if not command.wait:  # deliveries: written with the next commit, nothing waits for them
+            self.store.write_behind(command.records, lambda error: self._written_behind_failed(command, error))
+            return True
         try:
             await self.store.apply(command.records)
         except StoreError as exc:
@@ -395,6 +398,18 @@ class SessionRunner:
             await self._execute(self.core.feed(PersistFailed(time.time(), command.records)))
             return False
         return True
+
+    def _written_behind_failed(self, command: Persist, error: StoreError) -> None:
+        telemetry.event("store.error", identity=self.identity, error=str(error), records=len(command.records))
+        if self.finished.is_set():
+            return  # the session is over: the messages are delivered once more when the charger is back
+        failed = PersistFailed(time.time(), command.records)  # the core writes them again with its next write
+        try:
+            self._inbox.put_nowait(failed)
+        except asyncio.QueueFull:
+            task = asyncio.create_task(self._inbox.put(failed))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _tap(self, direction: str, text: str | bytes) -> None:
         if self.tap is None and not telemetry.TELEMETRY.debug_identities:

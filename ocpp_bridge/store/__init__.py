@@ -6,7 +6,7 @@ SQLite default and a shared engine for several replicas are interchangeable behi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..core.state import ChargerState, Record
@@ -29,6 +29,12 @@ class StateStore(Protocol):
 
     async def apply(self, records: Sequence[Record]) -> None:
         """Write ``records`` atomically and durably (per the configured durability); raise StoreError if not."""
+        ...
+
+    def write_behind(self, records: Sequence[Record], on_error: Callable[[StoreError], None]) -> None:
+        """Write ``records`` atomically with a coming write, without anyone waiting for it; ``on_error`` hears if
+        they could not be written. Only for records nothing depends on yet (``Persist.wait`` is False); a later
+        ``load`` of the same charger sees them written, and ``close`` finishes them."""
         ...
 
     async def ping(self) -> bool: ...

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import orjson
@@ -68,6 +68,7 @@ class RedisStore:
         self.url = url
         self.lease_ttl = lease_ttl
         self._redis: aioredis.Redis | None = None
+        self._behind: set[asyncio.Task[None]] = set()  # write_behind calls still running
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -84,6 +85,7 @@ class RedisStore:
             raise StoreError(f"cannot reach Redis at {self.url}: {exc}") from exc
 
     async def load(self, identity: str) -> ChargerState:
+        await self._settle_behind()
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.get(_key(identity, "meta"))
@@ -100,6 +102,24 @@ class RedisStore:
         queue = sorted((QueuedMessage.from_dict(orjson.loads(raw)) for raw in queue_raw.values()),
                        key=lambda q: q.seq)
         return ChargerState(meta, records, tuple(queue))
+
+    def write_behind(self, records: Sequence[Record], on_error: Callable[[StoreError], None]) -> None:
+        """:meth:`apply` in a task nobody waits for. It commutes with every other write (it only deletes delivered
+        queue entries); ``load``, ``release`` and ``close`` wait for such tasks, so the next owner of the charger
+        reads them written."""
+        task = asyncio.create_task(self.apply(records))
+        self._behind.add(task)
+        task.add_done_callback(lambda done: self._written_behind(done, on_error))
+
+    def _written_behind(self, done: asyncio.Task[None], on_error: Callable[[StoreError], None]) -> None:
+        self._behind.discard(done)
+        error = None if done.cancelled() else done.exception()
+        if isinstance(error, StoreError):
+            on_error(error)
+
+    async def _settle_behind(self) -> None:
+        if self._behind:
+            await asyncio.gather(*self._behind, return_exceptions=True)
 
     async def apply(self, records: Sequence[Record]) -> None:
         try:
@@ -135,6 +155,7 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
+        await self._settle_behind()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -182,6 +203,7 @@ class RedisStore:
             raise StoreError(f"cannot write the route of {identity}: {exc}") from exc
 
     async def release(self, identity: str, owner: str) -> None:
+        await self._settle_behind()  # the next owner must not deliver again what this one saw delivered
         with contextlib.suppress(RedisError, OSError):  # if Redis is gone the lease expires by itself
             await self.redis.eval(_RELEASE, 2, _key(identity, "owner"), _key(identity, f"released:{owner}"), owner,
                                   int(self.lease_ttl * 1000))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,6 +80,12 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
         done.set_exception(StoreError(f"cannot write state: {error}"))
 
 
+def _report(written: asyncio.Future[None], on_error: Callable[[StoreError], None]) -> None:
+    error = written.exception()
+    if isinstance(error, StoreError):
+        on_error(error)
+
+
 class SqliteStore:
     leases = False  # one process owns the file: claim, renew and release are no-ops
 
@@ -117,6 +123,7 @@ class SqliteStore:
         return self._db
 
     async def load(self, identity: str) -> ChargerState:
+        self._flush()  # writes behind (a previous session's last deliveries) are read back as written
         try:
             row = self.db.execute("SELECT data FROM charger WHERE identity = ?", (identity,)).fetchone()
             open_rows = self.db.execute(
@@ -133,6 +140,15 @@ class SqliteStore:
         queue = tuple(QueuedMessage.from_dict(orjson.loads(r[0])) for r in queue_rows)
         return ChargerState(meta, records, queue)
 
+    def write_behind(self, records: Sequence[Record], on_error: Callable[[StoreError], None]) -> None:
+        """Join the next group commit like :meth:`apply`, but nobody waits for it (see ``StateStore``)."""
+        if not records:
+            return
+        if self._db is None:
+            raise StoreError("store is not open")
+        done = self._join(records)
+        done.add_done_callback(lambda written: _report(written, on_error))
+
     async def apply(self, records: Sequence[Record]) -> None:
         """Join the next group commit and return once it is on disk (per the durability setting).
 
@@ -146,12 +162,15 @@ class SqliteStore:
             return
         if self._db is None:
             raise StoreError("store is not open")
+        await self._join(records)
+
+    def _join(self, records: Sequence[Record]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._batch.append((records, done))
         if len(self._batch) == 1:
             loop.call_soon(self._flush)
-        await done
+        return done
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []

@@ -218,7 +218,26 @@ def test_one_charger_message_is_one_store_write_before_the_answer_and_before_any
     tx = next(r for r in write.records if isinstance(r, TxRecord))
     assert (tx.last_answer, tx.seq_no) == ({}, 2)  # the answer the charger gets, and the spent seqNo
     assert [q.payload["seqNo"] for q in _queued(write.records)] == [1]
+    assert write.wait  # the charger's answer depends on it
     assert pb.charger_receives_result(uid) == {}
+
+
+def test_a_delivery_is_written_behind_and_nothing_waits_for_it() -> None:
+    pb = Playbook.translated()
+    local_id, _ = pb.start()
+    pb.charger_sends("MeterValues", _mv(local_id))
+    event = pb.csms_receives("TransactionEvent")
+    mark = len(pb.commands)
+    pb.csms_answers(event, {})
+    (delivered,) = _writes(pb, mark)
+    assert not delivered.wait and [(q.delivered, q.payload["seqNo"]) for q in delivered.records] == [(True, 1)]
+    # a delivery the store refused rides along with the next write, which is waited for as usual
+    pb.feed(PersistFailed(pb.now, delivered.records))
+    mark = len(pb.commands)
+    pb.charger_sends("MeterValues", _mv(local_id, 16))
+    (write,) = _writes(pb, mark)
+    assert write.wait and [(q.seq, q.delivered) for q in write.records if isinstance(q, QueuedMessage)] == [
+        (delivered.records[0].seq, True), (delivered.records[0].seq + 1, False)]
 
 
 # --- a crash at any moment ---------------------------------------------------------------------------------

@@ -74,6 +74,25 @@ async def test_queue_order_and_delivery(store: StateStore) -> None:
     assert [q.seq for q in (await store.load(a)).queue] == [2, 12]
 
 
+async def test_deliveries_written_behind_are_read_back_as_written(store: StateStore) -> None:
+    a = ident()
+    await store.apply([queued(a, n) for n in (1, 2, 3)])
+    errors: list[StoreError] = []
+    store.write_behind([queued(a, 1, delivered=True), queued(a, 2, delivered=True)], errors.append)
+    # nobody waited for the write, yet the next load (a new session of the charger) sees it
+    assert [q.seq for q in (await store.load(a)).queue] == [3]
+    assert errors == []
+
+
+async def test_writes_behind_are_finished_by_close(store: StateStore) -> None:
+    a = ident()
+    await store.apply([queued(a, 1), queued(a, 2)])
+    store.write_behind([queued(a, 1, delivered=True)], lambda error: None)
+    await store.close()
+    await store.open()
+    assert [q.seq for q in (await store.load(a)).queue] == [2]
+
+
 async def test_a_record_moves_from_open_to_closed(store: StateStore) -> None:
     a = ident()
     await store.apply([tx(a, 1)])

@@ -99,3 +99,15 @@ async def test_a_record_that_cannot_be_serialized_fails_only_its_own_write(tmp_p
     assert results[0] is None and isinstance(results[1], StoreError)
     assert [t.local_id for t in (await store.load("A")).transactions] == [1]
     await store.close()
+
+
+async def test_a_refused_write_behind_is_reported_and_fails_nothing_else(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    errors: list[StoreError] = []
+    bad = ChargerMeta("B", station={"vendor": object()})  # type: ignore[dict-item]
+    store.write_behind([bad], errors.append)
+    await store.apply([tx("A", 1)])  # shares the group commit with the refused write, and is written
+    assert len(errors) == 1 and "cannot write state" in str(errors[0])
+    assert [t.local_id for t in (await store.load("A")).transactions] == [1]
+    await store.close()
