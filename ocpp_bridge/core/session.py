@@ -70,7 +70,10 @@ class _Write:
 
 def _only_deliveries(records: tuple[Record, ...]) -> bool:
     """Whether a write only deletes delivered queued messages: no answer or send depends on it."""
-    return all(type(record) is QueuedMessage and record.delivered for record in records)
+    for record in records:  # a loop, not all(<generator>): this runs for every write, on the hot path
+        if type(record) is not QueuedMessage or not record.delivered:
+            return False
+    return True
 
 
 class TranslatingSession:
