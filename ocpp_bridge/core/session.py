@@ -70,7 +70,7 @@ class _Write:
 
 def _only_deliveries(records: tuple[Record, ...]) -> bool:
     """Whether a write only deletes delivered queued messages: no answer or send depends on it."""
-    for record in records:  # a loop, not all(<generator>): this runs for every write, on the hot path
+    for record in records:  # noqa: SIM110 (a loop, not all(<generator>): it runs for every write, hot path)
         if type(record) is not QueuedMessage or not record.delivered:
             return False
     return True
