@@ -32,9 +32,10 @@ class StateStore(Protocol):
         ...
 
     def write_behind(self, records: Sequence[Record], on_error: Callable[[StoreError], None]) -> None:
-        """Write ``records`` atomically with a coming write, without anyone waiting for it; ``on_error`` hears if
-        they could not be written. Only for records nothing depends on yet (``Persist.wait`` is False); a later
-        ``load`` of the same charger sees them written, and ``close`` finishes them."""
+        """Write ``records`` atomically with a coming write, without anyone waiting for it; never raises:
+        ``on_error`` hears if they could not be written. Only for records nothing depends on yet
+        (``Persist.wait`` is False); a later ``load`` of the same charger sees them written, and ``close``
+        finishes them."""
         ...
 
     async def ping(self) -> bool: ...

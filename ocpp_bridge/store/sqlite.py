@@ -145,7 +145,8 @@ class SqliteStore:
         if not records:
             return
         if self._db is None:
-            raise StoreError("store is not open")
+            on_error(StoreError("store is not open"))
+            return
         done = self._join(records)
         done.add_done_callback(lambda written: _report(written, on_error))
 

@@ -111,3 +111,10 @@ async def test_a_refused_write_behind_is_reported_and_fails_nothing_else(tmp_pat
     assert len(errors) == 1 and "cannot write state" in str(errors[0])
     assert [t.local_id for t in (await store.load("A")).transactions] == [1]
     await store.close()
+
+
+async def test_a_write_behind_on_a_closed_store_is_reported_not_raised(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    errors: list[StoreError] = []
+    store.write_behind([tx("A", 1)], errors.append)
+    assert [str(error) for error in errors] == ["store is not open"]
