@@ -81,7 +81,7 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
 
 
 def _report(written: asyncio.Future[None], on_error: Callable[[StoreError], None]) -> None:
-    error = written.exception()
+    error = None if written.cancelled() else written.exception()
     if isinstance(error, StoreError):
         on_error(error)
 
