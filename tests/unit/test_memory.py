@@ -5,13 +5,24 @@ slow timer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import weakref
+from collections.abc import Iterator
 
 import pytest
 
 from ocpp_bridge.io import memory
 from ocpp_bridge.io.memory import Collector
+
+
+@contextlib.contextmanager
+def _running(collector: Collector) -> Iterator[Collector]:
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
 
 
 class _Node:
@@ -22,9 +33,7 @@ class _Node:
 async def test_young_objects_are_frozen_and_a_cycle_is_freed_by_the_full_collection(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.02)
-    collector = Collector(interval=0.25)
-    collector.start()
-    try:
+    with _running(Collector(interval=0.25)) as collector:
         assert not gc.isenabled()
         node = _Node()
         alive = weakref.ref(node)
@@ -36,8 +45,6 @@ async def test_young_objects_are_frozen_and_a_cycle_is_freed_by_the_full_collect
         await asyncio.sleep(0.3)
         assert collector.full_collections >= 1
         assert alive() is None  # the whole heap, frozen objects included, was collected
-    finally:
-        collector.stop()
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
 
@@ -45,9 +52,7 @@ async def test_young_objects_are_frozen_and_a_cycle_is_freed_by_the_full_collect
 async def test_a_growing_heap_starts_a_collection_before_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.02)
     monkeypatch.setattr(memory, "GROWTH_MIN", 5_000)
-    collector = Collector(interval=3600)
-    collector.start()
-    try:
+    with _running(Collector(interval=3600)) as collector:
         await asyncio.sleep(0.1)
         assert collector.full_collections == 0
         garbage = [_Node() for _ in range(max(10_000, collector._heap // 3))]  # >= a quarter of the heap
@@ -57,16 +62,12 @@ async def test_a_growing_heap_starts_a_collection_before_the_timer(monkeypatch: 
         assert collector.full_collections == 1
         assert probe() is None
         assert collector.collected >= 10_000
-    finally:
-        collector.stop()
 
 
 async def test_many_ended_sessions_start_a_collection_before_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
     counts = {"open": 1000, "closed": 0}
     monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.02)
-    collector = Collector(lambda: (counts["open"], counts["closed"]), interval=3600)
-    collector.start()
-    try:
+    with _running(Collector(lambda: (counts["open"], counts["closed"]), interval=3600)) as collector:
         await asyncio.sleep(0.1)
         assert collector.full_collections == 0
         counts["closed"] = 99  # fewer than 100 and than 10 % of the open sessions: not yet
@@ -75,16 +76,12 @@ async def test_many_ended_sessions_start_a_collection_before_the_timer(monkeypat
         counts["closed"] = 150
         await asyncio.sleep(0.1)
         assert collector.full_collections == 1
-    finally:
-        collector.stop()
 
 
 async def test_a_fruitless_collection_makes_the_next_one_wait_longer_and_a_fruitful_one_resets(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "CHECK_INTERVAL", 0.01)
-    collector = Collector(interval=0.05)
-    collector.start()
-    try:
+    with _running(Collector(interval=0.05)) as collector:
         await asyncio.sleep(0.12)  # the timer fires; nothing to free: the policy backs off
         assert collector.full_collections >= 1
         assert collector.wait > 0.05 and collector.growth_share > memory.GROWTH_SHARE
@@ -100,5 +97,3 @@ async def test_a_fruitless_collection_makes_the_next_one_wait_longer_and_a_fruit
                 break
         assert probe() is None
         assert collector.wait == 0.05 and collector.growth_share == memory.GROWTH_SHARE  # it freed a lot: reset
-    finally:
-        collector.stop()
