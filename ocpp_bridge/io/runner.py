@@ -24,9 +24,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 from websockets.asyncio.connection import Connection
@@ -303,9 +303,7 @@ class SessionRunner:
                 self._link_tasks[name] = asyncio.create_task(self._link(name, connection))
             elif not wanted and connection is not None:
                 telemetry.event("upstream.link_released", identity=self.identity, link=name)
-                closing = asyncio.create_task(connection.close(1000, "route changed"))
-                self._background.add(closing)  # its reader notices the close and tells the session
-                closing.add_done_callback(self._background.discard)
+                self._in_background(connection.close(1000, "route changed"))  # its reader tells the session
 
     async def change_route(self, mode: str) -> None:
         """Switch a routed session's mode while the charger stays connected: open the links the new mode needs
@@ -407,9 +405,13 @@ class SessionRunner:
         try:
             self._inbox.put_nowait(failed)
         except asyncio.QueueFull:
-            task = asyncio.create_task(self._inbox.put(failed))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._inbox.put(failed))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` without waiting for it, holding the task until it is done (the loop keeps only a weak one)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _tap(self, direction: str, text: str | bytes) -> None:
         if self.tap is None and not telemetry.TELEMETRY.debug_identities:
